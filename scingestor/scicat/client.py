@@ -1,0 +1,392 @@
+"""HTTP client for the SciCat REST API: login, token cache, retries, errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, Optional
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import requests
+
+from scingestor.logsetup import register_secret
+from scingestor.scicat.errors import (
+    SciCatAuthError,
+    SciCatConnectionError,
+    SciCatError,
+    SciCatForbiddenError,
+)
+from scingestor.secret import Secret
+
+if TYPE_CHECKING:
+    from scingestor.config import IngestorConfig
+    from scingestor.credentials import CredentialSource
+
+logger = logging.getLogger(__name__)
+
+#: Login endpoints of current (NestJS) and legacy (LoopBack) backends.
+AUTH_LOGIN_PATH = "auth/login"
+LEGACY_LOGIN_PATH = "Users/login"
+
+#: Statuses worth repeating for every retryable request (gateway/overload).
+GATEWAY_STATUSES = frozenset({502, 503, 504})
+#: Methods that are idempotent by definition.
+SAFE_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+#: Seconds subtracted from a token's lifetime before it is renewed.
+TOKEN_EXPIRY_MARGIN = 60.0
+#: Longest server text quoted in an error message.
+MAX_MESSAGE = 500
+
+_QUERY_TOKEN = re.compile(r"(access_token=)[^&\s\"']*", re.IGNORECASE)
+
+
+class _RedactQueryTokens(logging.Filter):
+    """Mask ``access_token=...`` in urllib3's request log lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "access_token=" in text.lower():
+            record.msg = _QUERY_TOKEN.sub(r"\1***", text)
+            record.args = ()
+        return True
+
+
+_REDACT_INSTALLED = False
+
+
+def _install_redaction() -> None:
+    global _REDACT_INSTALLED
+    if not _REDACT_INSTALLED:
+        logging.getLogger("urllib3.connectionpool").addFilter(_RedactQueryTokens())
+        _REDACT_INSTALLED = True
+
+
+def encode_segment(value: str) -> str:
+    """Percent-encode one URL path segment (``/`` becomes ``%2F``)."""
+    return quote(str(value), safe="")
+
+
+def strip_query(url: str) -> str:
+    """Return ``url`` without query string and fragment."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def server_message(response: requests.Response) -> str:
+    """Extract the server's explanation from an error answer.
+
+    The JSON ``message`` (a list is joined with ``"; "``), else ``error``
+    or ``Error``, else the (shortened) body text, else the HTTP reason.
+    """
+    text = response.text or ""
+    try:
+        body = json.loads(text) if text.strip() else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for key in ("message", "error", "Error"):
+            value = body.get(key)
+            if isinstance(value, list):
+                value = "; ".join(str(item) for item in value)
+            if value:
+                return str(value)[:MAX_MESSAGE]
+    if text.strip():
+        return text.strip()[:MAX_MESSAGE]
+    return response.reason or ""
+
+
+def response_json(response: requests.Response) -> Any:
+    """Return the decoded JSON body, or None for an empty body.
+
+    Raises :class:`SciCatError` when the body is not JSON.
+    """
+    text = response.text or ""
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise SciCatError(response.request.method or "", strip_query(response.url),
+                          response.status_code,
+                          f"answer is not JSON: {text.strip()[:100]!r}") from None
+
+
+class SciCatClient:
+    """One SciCat server: a ``requests.Session``, a cached token, retries.
+
+    ``credentials`` is the credential source (re-read before each login);
+    ``token`` a ready token (e.g. from ``--token-file``); ``stop_event``
+    interrupts retry sleeps; ``clock`` (monotonic seconds) decides token expiry.
+    """
+
+    def __init__(self, cfg: IngestorConfig, credentials: Optional[CredentialSource] = None,
+                 token: Optional[Secret] = None,
+                 stop_event: Optional[threading.Event] = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._cfg = cfg
+        self._credentials = credentials
+        self._stop = stop_event if stop_event is not None else threading.Event()
+        self._clock = clock
+        self._session = requests.Session()
+        self._login_lock = threading.Lock()
+        self._token: Optional[Secret] = token if token else None
+        self._token_expires: Optional[float] = None
+        self._login_path = str(cfg.scicat_users_login_path).strip("/")
+        self._base = str(cfg.scicat_url)
+        if not self._base.endswith("/"):
+            self._base += "/"
+        self._reachable = True
+        self._last_error = ""
+        if cfg.token_in_query:
+            _install_redaction()
+
+    # -- state -----------------------------------------------------------
+    @property
+    def reachable(self) -> bool:
+        """False if the last request got no answer from the server."""
+        return self._reachable
+
+    @property
+    def last_error(self) -> str:
+        """Text of the last failed request ("" after a success)."""
+        return self._last_error
+
+    @property
+    def login_path(self) -> str:
+        """The login path in use (after a possible fallback)."""
+        return self._login_path
+
+    def url(self, path: str) -> str:
+        """Return the full URL of an API path (no query string)."""
+        return self._base + path.lstrip("/")
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self._session.close()
+
+    # -- token -----------------------------------------------------------
+    def token(self) -> Secret:
+        """Return a valid token, logging in when there is none or it expired."""
+        with self._login_lock:
+            if not self._token_valid():
+                self._login_locked()
+            assert self._token is not None
+            return self._token
+
+    def login(self) -> Secret:
+        """Obtain a new token (from the credential file, or by a login request)."""
+        with self._login_lock:
+            return self._login_locked()
+
+    def _token_valid(self) -> bool:
+        if not self._token:
+            return False
+        return self._token_expires is None or self._clock() < self._token_expires
+
+    def _login_locked(self) -> Secret:
+        source = self._credentials
+        if source is None:
+            if self._token:
+                return self._token
+            raise SciCatAuthError("POST", self.url(self._login_path), None,
+                                  "no credentials configured (ingestor_credential_file)")
+        creds = source.load()
+        if creds.token:
+            self._set_token(creds.token, None)
+            return creds.token
+        password = creds.password.reveal() if creds.password else ""
+        body = json.dumps({"username": creds.username, "password": password})
+        token, lifetime = self._login_at(self._login_path, body)
+        if token is None:
+            other = self._fallback_login_path()
+            token, lifetime = self._login_at(other, body)
+            if token is None:
+                raise SciCatAuthError("POST", self.url(self._login_path), None,
+                                      f"no token from {self._login_path!r} nor {other!r}")
+            logger.warning("SciCat login at %r gave no token but %r works: set "
+                           "'scicat_users_login_path: %s' in the configuration",
+                           self._login_path, other, other)
+            self._login_path = other
+        self._set_token(token, lifetime)
+        logger.info("logged in to SciCat at %s", self.url(self._login_path))
+        return token
+
+    def _fallback_login_path(self) -> str:
+        if self._login_path.lower() == AUTH_LOGIN_PATH.lower():
+            return LEGACY_LOGIN_PATH
+        return AUTH_LOGIN_PATH
+
+    def _login_at(self, path: str, body: str) -> tuple:
+        """POST a login; return (token, lifetime) or (None, None) for "no token here"."""
+        response = self._send("POST", path, body, idempotent=True, token=None)
+        url = strip_query(response.url)
+        if response.status_code == 404:
+            return None, None
+        if not 200 <= response.status_code < 300:
+            self._last_error = f"POST {url}: {response.status_code} {server_message(response)}"
+            raise SciCatAuthError("POST", url, response.status_code, server_message(response))
+        try:
+            answer = response_json(response)
+        except SciCatError:
+            answer = None
+        if not isinstance(answer, dict):
+            return None, None
+        value = answer.get("access_token") or answer.get("id")
+        if not isinstance(value, str) or not value:
+            return None, None
+        register_secret(value)
+        lifetime = answer.get("expires_in", answer.get("ttl"))
+        if isinstance(lifetime, bool) or not isinstance(lifetime, (int, float)):
+            lifetime = None
+        return Secret(value), lifetime
+
+    def _set_token(self, token: Secret, lifetime: Optional[float]) -> None:
+        self._token = token
+        if lifetime is None or lifetime <= 0:
+            self._token_expires = None
+        else:
+            margin = min(TOKEN_EXPIRY_MARGIN, lifetime / 10.0)
+            self._token_expires = self._clock() + lifetime - margin
+
+    # -- requests --------------------------------------------------------
+    def get(self, path: str, *, accept: Collection[int] = ()) -> requests.Response:
+        """GET an API path."""
+        return self.request("GET", path, accept=accept)
+
+    def post(self, path: str, body: Any, *, idempotent: bool = False,
+             accept: Collection[int] = ()) -> requests.Response:
+        """POST a JSON body (an object, or already serialised text)."""
+        return self.request("POST", path, body, idempotent=idempotent, accept=accept)
+
+    def patch(self, path: str, body: Any, *, idempotent: bool = False,
+              accept: Collection[int] = ()) -> requests.Response:
+        """PATCH with a JSON body."""
+        return self.request("PATCH", path, body, idempotent=idempotent, accept=accept)
+
+    def delete(self, path: str, *, accept: Collection[int] = ()) -> requests.Response:
+        """DELETE an API path."""
+        return self.request("DELETE", path, accept=accept)
+
+    def request(self, method: str, path: str, body: Any = None, *,
+                idempotent: bool = False, accept: Collection[int] = ()) -> requests.Response:
+        """Send an authenticated request and return a 2xx (or accepted) answer.
+
+        A 401 leads to one re-login and one repetition. Other statuses raise
+        :class:`SciCatError` (403: :class:`SciCatForbiddenError`) unless
+        listed in ``accept``. ``idempotent`` allows repeating a POST/PATCH
+        after a lost connection or a gateway error.
+        """
+        method = method.upper()
+        data = body if body is None or isinstance(body, (str, bytes)) else json.dumps(body)
+        response = self._send(method, path, data, idempotent=idempotent,
+                              token=self.token())
+        if response.status_code == 401 and self._credentials is not None:
+            logger.info("SciCat refused the token (%s %s): logging in again",
+                        method, strip_query(response.url))
+            with self._login_lock:
+                self._token = None
+                token = self._login_locked()
+            response = self._send(method, path, data, idempotent=idempotent,
+                                  token=token)
+        status = response.status_code
+        if 200 <= status < 300 or status in accept:
+            self._last_error = ""
+            return response
+        url = strip_query(response.url)
+        message = server_message(response)
+        if status == 401:
+            error: SciCatError = SciCatAuthError(method, url, status, message)
+        elif status == 403:
+            error = SciCatForbiddenError(method, url, status, message)
+        else:
+            error = SciCatError(method, url, status, message)
+        self._last_error = str(error)
+        raise error
+
+    def _retryable_status(self, method: str, status: int, idempotent: bool) -> bool:
+        if status in GATEWAY_STATUSES:
+            return method in SAFE_METHODS or idempotent
+        if status == 500:
+            return method in SAFE_METHODS
+        return False
+
+    def _send(self, method: str, path: str, data: Any, *, idempotent: bool,
+              token: Optional[Secret]) -> requests.Response:
+        """Send one request with retries; return the last answer received."""
+        cfg = self._cfg
+        url = self.url(path)
+        headers: Dict[str, str] = {str(k): str(v) for k, v in dict(cfg.request_headers).items()}
+        params = None
+        if token:
+            headers["Authorization"] = f"Bearer {token.reveal()}"
+            if cfg.token_in_query:
+                params = {"access_token": token.reveal()}
+        if data is not None and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json"
+        attempts = max(1, int(cfg.max_request_tries_number or 1))
+        delay = max(0.0, float(cfg.retry_backoff_initial))
+        cap = max(delay, float(cfg.retry_backoff_max))
+        deadline = self._clock() + cap
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._session.request(method, url, data=data, headers=headers,
+                                                 params=params, timeout=cfg.request_timeout)
+            except requests.RequestException as exc:
+                self._reachable = False
+                reason = self._describe(exc, token)
+                self._last_error = f"{method} {url}: {reason}"
+                retry = method in SAFE_METHODS or idempotent or _not_sent(exc)
+                if not retry or not self._may_retry(attempt, attempts, delay, deadline):
+                    raise SciCatConnectionError(method, url, None, reason) from None
+                logger.warning("%s %s: %s; retrying in %.3g s", method, url, reason, delay)
+            else:
+                self._reachable = True
+                status = response.status_code
+                logger.debug("%s %s -> %s", method, url, status)
+                if not (self._retryable_status(method, status, idempotent)
+                        and self._may_retry(attempt, attempts, delay, deadline)):
+                    return response
+                logger.warning("%s %s: %s %s; retrying in %.3g s", method, url, status,
+                               server_message(response), delay)
+            if self._stop.wait(delay):
+                raise SciCatConnectionError(method, url, None, "stopped while retrying")
+            delay = min(cap, delay * 2 if delay > 0 else 0.0)
+
+    def _may_retry(self, attempt: int, attempts: int, delay: float, deadline: float) -> bool:
+        if attempt >= attempts or self._stop.is_set():
+            return False
+        return self._clock() + delay <= deadline or delay == 0.0
+
+    @staticmethod
+    def _describe(exc: Exception, token: Optional[Secret]) -> str:
+        """A short reason for a failed connection, without URL queries or secrets."""
+        if isinstance(exc, requests.Timeout):
+            reason = "timed out"
+        elif isinstance(exc, requests.ConnectionError):
+            text = str(exc)
+            if "refused" in text.lower():
+                reason = "connection refused"
+            elif "name or service" in text.lower() or "resolve" in text.lower():
+                reason = "host name not resolved"
+            else:
+                reason = "connection failed"
+        else:
+            reason = type(exc).__name__
+        if token and token.reveal() in reason:
+            reason = reason.replace(token.reveal(), "***")
+        return f"{reason} ({type(exc).__name__})"
+
+
+def _not_sent(exc: Exception) -> bool:
+    """True if the request certainly never reached the server."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError):
+        text = str(exc).lower()
+        return "refused" in text or "newconnectionerror" in text
+    return False

@@ -1,0 +1,489 @@
+"""The core service: watching, the ingestion queue and the status, behind one object."""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import logging
+import os
+import threading
+import time
+from typing import Callable, Optional
+
+from .beamtime import Beamtime, ScanDirContext
+from .config import IngestorConfig
+from .credentials import CredentialError, CredentialSource
+from .listfile import EntryKind, UnsafeNameError, check_scan_name, measurement_of, read_entries
+from .pipeline import BatchPostponed, EntryOutcome, ListProcessor
+from .runner import GeneratorRunner
+from .scicat.client import SciCatClient
+from .scicat.publish import DatasetPublisher
+from .status import State, StatusSnapshot
+from .watch.watcher import Watcher
+
+logger = logging.getLogger(__name__)
+
+StatusCallback = Callable[[StatusSnapshot], None]
+
+
+class ServiceError(Exception):
+    """A command cannot be carried out (unknown scan directory, bad name, ...)."""
+
+
+class IngestorService:
+    """Owns configuration, watching, the ingestion queue and the status snapshot.
+
+    Threads: one watcher thread (inside :class:`Watcher`) and one ingestion worker,
+    whatever the number of beamtimes and directories.
+    """
+
+    def __init__(self, cfg: IngestorConfig) -> None:
+        self._cfg = cfg
+        self._lock = threading.RLock()
+        self._wakeup = threading.Condition(self._lock)
+        self._stop_event = threading.Event()
+        self._subscribers: list[StatusCallback] = []
+        self._status = StatusSnapshot(scicat_url=cfg.scicat_url)
+        self._contexts: dict[str, ScanDirContext] = {}
+        self._beamtimes: dict[str, Beamtime] = {}
+        self._due: dict[str, float] = {}
+        self._count_now: set[str] = set()
+        self._jobs: list[Callable[[], None]] = []
+        self._waiting: dict[str, int] = {}
+        self._measurements: dict[str, str] = {}
+        self._failed_keys: set[tuple[str, str]] = set()
+        self._postpone_attempts = 0
+        self._busy = False
+        self._worker: Optional[threading.Thread] = None
+        self._watcher: Optional[Watcher] = None
+        self._fault = ""
+        self._client: Optional[SciCatClient] = None
+        self._processor: Optional[ListProcessor] = None
+
+    # -- life cycle -----------------------------------------------------------------------
+    @property
+    def config(self) -> IngestorConfig:
+        return self._cfg
+
+    def start(self) -> None:
+        """Build the clients, scan the directories and start the two threads."""
+        if self._worker is not None:
+            return
+        self._stop_event.clear()
+        credentials = None
+        if self._cfg.ingestor_credential_file:
+            credentials = CredentialSource(
+                self._cfg.ingestor_credential_file, self._cfg.ingestor_username
+            )
+        self._client = SciCatClient(self._cfg, credentials, stop_event=self._stop_event)
+        publisher = DatasetPublisher(self._cfg, self._client)
+        self._processor = ListProcessor(
+            self._cfg,
+            publisher,
+            GeneratorRunner(self._cfg),
+            on_outcome=self._outcome,
+            stop_event=self._stop_event,
+        )
+        self._fault = ""
+        self._worker = threading.Thread(target=self._work, name="scingestor-ingest", daemon=True)
+        self._worker.start()
+        self._watcher = Watcher(self._cfg, self)
+        self._watcher.start()
+        self._publish()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop watching and ingesting; the entry in progress is finished or abandoned safely."""
+        self._stop_event.set()
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.stop()
+        with self._wakeup:
+            self._wakeup.notify_all()
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.join(timeout)
+        with self._lock:
+            self._due.clear()
+            self._jobs.clear()
+        self._publish()
+
+    def set_fault(self, reason: str) -> None:
+        """Put the service in FAULT (e.g. configuration errors found by an adapter)."""
+        self._fault = reason
+        self._publish()
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    # -- status ---------------------------------------------------------------------------
+    def status(self) -> StatusSnapshot:
+        with self._lock:
+            return self._status
+
+    def subscribe(self, callback: StatusCallback) -> Callable[[], None]:
+        """Call ``callback(snapshot)`` on every status change; returns an unsubscribe function."""
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _publish(self, **changes: object) -> None:
+        with self._lock:
+            snapshot = self._compose(**changes)
+            changed = snapshot != self._status
+            self._status = snapshot
+            subscribers = list(self._subscribers)
+        if changed:
+            for callback in subscribers:
+                try:
+                    callback(snapshot)
+                except Exception:  # a subscriber must not break the service
+                    logger.exception("status subscriber failed")
+
+    def _compose(self, **changes: object) -> StatusSnapshot:
+        current = dataclasses.replace(self._status, **changes)  # type: ignore[arg-type]
+        queue = sum(self._waiting.values())
+        watcher = self._watcher
+        snap = watcher.snapshot() if watcher is not None else None
+        reachable = self._client.reachable if self._client is not None else False
+        pending = len(self._failed_keys)
+        if self._fault:
+            state, text = State.FAULT, self._fault
+        elif self._worker is None:
+            state, text = State.OFF, "Stopped: not watching."
+        elif not reachable and self._client is not None and self._client.last_error:
+            state = State.ALARM
+            text = f"SciCat at {self._cfg.scicat_url} cannot be used: {self._client.last_error}"
+        elif pending:
+            state = State.ALARM
+            text = (
+                f"{pending} scan(s) failed and wait for a retry; last error: {current.last_error}"
+            )
+        elif queue or self._busy:
+            state, text = State.RUNNING, f"Ingesting: {queue} scan(s) waiting."
+        else:
+            count = len(snap.scandirs) if snap is not None else 0
+            state, text = State.ON, f"Watching {count} scan directories; idle."
+        return dataclasses.replace(
+            current,
+            state=state,
+            status=text,
+            scicat_reachable=reachable,
+            queue_length=queue,
+            pending_retries=pending,
+            watch_mode=snap.mode if snap is not None else "",
+            watched_beamtimes=tuple(sorted(snap.beamtimes)) if snap is not None else (),
+            watched_scandirs=tuple(sorted(snap.scandirs)) if snap is not None else (),
+            current_measurements=dict(self._measurements),
+        )
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until nothing is scheduled or running (tests, one-shot runs)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._due and not self._jobs and not self._busy and not self._count_now:
+                    return True
+            time.sleep(0.02)
+        return False
+
+    # -- watcher sink -------------------------------------------------------------------------
+    def beamtime_added(self, bt: Beamtime) -> None:
+        logger.info("Beamtime %s watched: %s", bt.beamtime_id, bt.path)
+        with self._lock:
+            self._beamtimes[bt.path] = bt
+
+    def beamtime_removed(self, path: str) -> None:
+        logger.info("Beamtime file removed: %s", path)
+        with self._lock:
+            self._beamtimes.pop(path, None)
+
+    def list_found(self, ctx: ScanDirContext) -> None:
+        logger.info("Dataset list found: %s", ctx.list_path)
+        self._schedule(ctx, delay=0.0)
+
+    def list_changed(self, ctx: ScanDirContext) -> None:
+        self._schedule(ctx, delay=self._cfg.ingestion_delay_time, active=True)
+
+    def list_removed(self, ctx: ScanDirContext) -> None:
+        logger.info("Dataset list no longer watched: %s", ctx.list_path)
+        with self._wakeup:
+            self._contexts.pop(ctx.list_path, None)
+            self._due.pop(ctx.list_path, None)
+            self._waiting.pop(ctx.list_path, None)
+            self._measurements.pop(ctx.scanpath, None)
+            self._failed_keys = {key for key in self._failed_keys if key[0] != ctx.list_path}
+        self._publish()
+
+    def _schedule(self, ctx: ScanDirContext, delay: float, active: bool = False) -> None:
+        with self._wakeup:
+            self._contexts[ctx.list_path] = ctx
+            due = time.monotonic() + delay
+            self._due[ctx.list_path] = min(self._due.get(ctx.list_path, due), due)
+            self._count_now.add(ctx.list_path)
+            if active:
+                self._status = dataclasses.replace(self._status, current_scandir=ctx.scanpath)
+            self._wakeup.notify_all()
+
+    # -- worker ---------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._stop_event.is_set():
+            task = self._next_task()
+            if task is None:
+                continue
+            with self._lock:
+                self._busy = True
+            try:
+                task()
+            except Exception as exc:  # keep the worker alive whatever happens
+                logger.exception("ingestion worker: unexpected error")
+                self._error(f"internal error: {exc}")
+            finally:
+                with self._lock:
+                    self._busy = False
+                self._publish()
+
+    def _next_task(self) -> Optional[Callable[[], None]]:
+        with self._wakeup:
+            while not self._stop_event.is_set():
+                if self._jobs:
+                    return self._jobs.pop(0)
+                if self._count_now:
+                    path = self._count_now.pop()
+                    ctx = self._contexts.get(path)
+                    if ctx is not None:
+                        return lambda ctx=ctx: self._count(ctx)
+                    continue
+                now = time.monotonic()
+                if self._due:
+                    path, due = min(self._due.items(), key=lambda item: item[1])
+                    if due <= now:
+                        del self._due[path]
+                        ctx = self._contexts.get(path)
+                        if ctx is not None:
+                            return lambda ctx=ctx: self._process(ctx)
+                        continue
+                    self._wakeup.wait(due - now)
+                else:
+                    self._wakeup.wait()
+        return None
+
+    def _count(self, ctx: ScanDirContext) -> None:
+        assert self._processor is not None
+        try:
+            waiting, measurement = self._processor.waiting(ctx)
+        except OSError as exc:
+            logger.warning("%s cannot be read: %s", ctx.list_path, exc)
+            return
+        with self._lock:
+            self._waiting[ctx.list_path] = len(waiting)
+            self._set_measurement(ctx, measurement)
+
+    def _set_measurement(self, ctx: ScanDirContext, measurement: Optional[str]) -> None:
+        if measurement:
+            self._measurements[ctx.scanpath] = measurement
+        else:
+            self._measurements.pop(ctx.scanpath, None)
+
+    def _process(self, ctx: ScanDirContext) -> None:
+        assert self._processor is not None
+        try:
+            result = self._processor.process(ctx)
+        except BatchPostponed as exc:
+            self._postpone_attempts += 1
+            delay = min(
+                self._cfg.retry_backoff_initial * 2 ** (self._postpone_attempts - 1),
+                self._cfg.retry_backoff_max,
+            )
+            logger.warning(
+                "%s: SciCat not usable (%s); retrying in %.1f s", ctx.list_path, exc, delay
+            )
+            self._error(str(exc))
+            self._reschedule(ctx, delay)
+            return
+        except FileNotFoundError:
+            logger.info("%s disappeared", ctx.list_path)
+            return
+        except OSError as exc:
+            logger.warning("%s cannot be processed: %s", ctx.list_path, exc)
+            self._error(f"{ctx.list_path}: {exc}")
+            return
+        self._postpone_attempts = 0
+        with self._lock:
+            self._waiting[ctx.list_path] = result.waiting
+            self._set_measurement(ctx, result.measurement)
+        if result.retry_at is not None:
+            self._reschedule(ctx, max(0.0, result.retry_at - time.time()))
+
+    def _reschedule(self, ctx: ScanDirContext, delay: float) -> None:
+        with self._wakeup:
+            if ctx.list_path in self._contexts:
+                due = time.monotonic() + delay
+                self._due[ctx.list_path] = min(self._due.get(ctx.list_path, due), due)
+                self._wakeup.notify_all()
+
+    def _error(self, text: str) -> None:
+        self._publish(last_error=text, last_error_time=time.time())
+
+    def _outcome(self, outcome: EntryOutcome) -> None:
+        key = (outcome.ctx.list_path, outcome.entry.line)
+        with self._lock:
+            status = self._status
+            if outcome.ok:
+                self._failed_keys.discard(key)
+                changes = {
+                    "ingested_count": status.ingested_count + (0 if outcome.skipped else 1),
+                    "last_ingested_scan": outcome.entry.scanname,
+                }
+            else:
+                will_retry = outcome.stamps is None or self._cfg.retry_failed_dataset_ingestion
+                if will_retry:
+                    self._failed_keys.add(key)
+                changes = {
+                    "failed_count": status.failed_count + 1,
+                    "last_error": f"{outcome.entry.scanname}: {outcome.error}",
+                    "last_error_time": time.time(),
+                }
+            waiting = self._waiting.get(outcome.ctx.list_path, 0)
+            if waiting:
+                self._waiting[outcome.ctx.list_path] = waiting - 1
+        self._publish(**changes)
+
+    # -- commands (the Tango device and the macros use these) ---------------------------------
+    def context_for(self, scandir: str = "") -> ScanDirContext:
+        """The list context of ``scandir`` (either path form); '' = the most recently active."""
+        with self._lock:
+            target = scandir or self._status.current_scandir
+            if not target and len(self._contexts) == 1:
+                return next(iter(self._contexts.values()))
+            target = os.path.abspath(target) if target else ""
+            for ctx in self._contexts.values():
+                if target in (ctx.scandir, ctx.scanpath):
+                    return ctx
+        if not target:
+            raise ServiceError("no scan directory is active yet: give one")
+        raise ServiceError(f"{scandir or target} is not a watched scan directory")
+
+    def current_measurement(self, scandir: str = "") -> str:
+        ctx = self.context_for(scandir)
+        return measurement_of(read_entries(ctx.list_path)) if os.path.exists(ctx.list_path) else ""
+
+    def append_records(self, ctx: ScanDirContext, records: list[str]) -> None:
+        """Append lines to a dataset list, durably (flock, fsync), like the macros do."""
+        for record in records:
+            if "\n" in record or "\r" in record:
+                raise ServiceError(f"a list record cannot contain a line break: {record!r}")
+        with open(ctx.list_path, "a", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                for record in records:
+                    handle.write("\n" + record)
+                handle.flush()
+                os.fsync(handle.fileno())
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        logger.info("Appended %s to %s", records, ctx.list_path)
+        self.list_changed(ctx)
+
+    def start_measurement(self, name: str, scandir: str = "") -> str:
+        """Close the open measurement (if any) and open ``name``; returns the scan dir."""
+        _check_name(name)
+        ctx = self.context_for(scandir)
+        records = self._close_records(ctx)
+        records.append(f"__command__ start {name}")
+        self.append_records(ctx, records)
+        return ctx.scanpath
+
+    def stop_measurement(self, scandir: str = "") -> str:
+        """Close the open measurement and ask for its dataset; returns its name ('' if none)."""
+        ctx = self.context_for(scandir)
+        current = measurement_of(read_entries(ctx.list_path)) or ""
+        records = ["__command__ stop"]
+        if current:
+            records.append(f"{current}:{time.time()}")
+        self.append_records(ctx, records)
+        return current
+
+    def update_measurement(self, scandir: str = "") -> str:
+        """Send the open measurement's dataset now and keep it open."""
+        ctx = self.context_for(scandir)
+        current = measurement_of(read_entries(ctx.list_path)) or ""
+        if not current:
+            raise ServiceError(f"no measurement is open in {ctx.scanpath}")
+        self.append_records(
+            ctx, ["__command__ stop", f"{current}:{time.time()}", f"__command__ start {current}"]
+        )
+        return current
+
+    def make_measurement(self, name: str, scandir: str = "") -> str:
+        """Start ``name`` and add the last scan of the list to it."""
+        _check_name(name)
+        ctx = self.context_for(scandir)
+        entries = read_entries(ctx.list_path)
+        scans = [e for e in entries if not e.is_command and e.kind is not EntryKind.INVALID]
+        if not scans:
+            raise ServiceError(f"{ctx.list_path} has no scan to add to {name!r}")
+        records = self._close_records(ctx)
+        records.append(f"__command__ start {name}")
+        records.append(f"{scans[-1].scanname}:{time.time()}")
+        self.append_records(ctx, records)
+        return ctx.scanpath
+
+    def reingest(self, scan: str = "", scandir: str = "") -> str:
+        """Re-ingest one scan (a ``scan:ts`` line) or, with '', every scan of the scan dir."""
+        ctx = self.context_for(scandir)
+        if scan:
+            _check_name(scan)
+            self.append_records(ctx, [f"{scan}:{time.time()}"])
+            return scan
+        contexts = [c for c in self._contexts.values() if c.beamtime.path == ctx.beamtime.path]
+
+        def job() -> None:
+            assert self._processor is not None
+            for number, item in enumerate(contexts, start=1):
+                self._publish(reingest_progress=f"{number}/{len(contexts)} {item.list_path}")
+                try:
+                    self._processor.process(item, reingest_all=True)
+                except BatchPostponed as exc:
+                    self._error(str(exc))
+                    break
+            self._publish(reingest_progress="")
+
+        with self._wakeup:
+            self._jobs.append(job)
+            self._wakeup.notify_all()
+        return ctx.beamtime.beamtime_id
+
+    def _close_records(self, ctx: ScanDirContext) -> list[str]:
+        current = (
+            measurement_of(read_entries(ctx.list_path)) if os.path.exists(ctx.list_path) else None
+        )
+        if current:
+            return ["__command__ stop", f"{current}:{time.time()}"]
+        return []
+
+    def credentials_problem(self) -> str:
+        """A readable reason when the credential file cannot be used ('' when fine)."""
+        path = self._cfg.ingestor_credential_file
+        if not path:
+            return ""
+        try:
+            CredentialSource(path, self._cfg.ingestor_username).get()
+        except CredentialError as exc:
+            return str(exc)
+        return ""
+
+
+def _check_name(name: str) -> None:
+    if not name or " " in name:
+        raise ServiceError(f"invalid name {name!r}: it must be non-empty and have no spaces")
+    try:
+        check_scan_name(name)
+    except UnsafeNameError as exc:
+        raise ServiceError(str(exc)) from None

@@ -1,0 +1,136 @@
+"""The watcher thread: one thread drives :class:`Discovery` from inotify and timers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Optional
+
+from ..config import IngestorConfig
+from .discovery import MODE_INOTIFY, Discovery, DiscoverySnapshot, poll_period
+from .inotify import Notifier, NotifierError
+
+logger = logging.getLogger(__name__)
+
+THREAD_NAME = "scingestor-watch"
+_ERROR_PAUSE = 1.0
+
+
+class Watcher:
+    """Watch the configured beamtime dirs; report to ``sink`` (see :class:`Discovery`).
+
+    The thread blocks in ``select`` (inotify mode) or on an event (polling
+    mode) until something happens, a periodic job is due, or :meth:`stop`.
+    """
+
+    def __init__(self, cfg: IngestorConfig, sink: Any) -> None:
+        self.cfg = cfg
+        self.sink = sink
+        self._notifier: Optional[Notifier] = None
+        self._discovery: Optional[Discovery] = None
+        self._thread: Optional[threading.Thread] = None
+        self._wake = threading.Event()
+        self._stopping = False
+        self._rescan_requested = False
+
+    @property
+    def thread(self) -> Optional[threading.Thread]:
+        """The background thread (``None`` before :meth:`start`)."""
+        return self._thread
+
+    def start(self) -> None:
+        """Scan everything (lists are reported before this returns), then start the thread."""
+        if self._thread is not None:
+            raise RuntimeError("Watcher already started")
+        notifier = None
+        if not self.cfg.poll_only:
+            try:
+                notifier = Notifier()
+            except NotifierError as exc:
+                logger.warning("%s; polling every %.2f s instead", exc, poll_period(self.cfg))
+        self._notifier = notifier
+        self._discovery = Discovery(self.cfg, self.sink, notifier)
+        self._discovery.scan_all()
+        self._drop_notifier_if_polling()
+        snap = self._discovery.snapshot()
+        logger.info(
+            "Watching %d beamtime file(s), %d scan dir(s), %d list(s) (%s)",
+            len(snap.beamtime_files), len(snap.scan_dirs), len(snap.list_files), snap.mode,
+        )
+        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        """Wake and join the thread, then remove every watch; True if the thread ended."""
+        self._stopping = True
+        if self._discovery is not None:
+            self._discovery.cancel()
+        self._wakeup()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                logger.warning("The watcher thread did not stop within %.1f s", timeout)
+                return False
+        if self._discovery is not None:
+            self._discovery.close()
+        if self._notifier is not None:
+            self._notifier.close()
+            self._notifier = None
+        return True
+
+    def snapshot(self) -> DiscoverySnapshot:
+        """What is watched right now."""
+        if self._discovery is None:
+            return DiscoverySnapshot("stopped", (), (), (), (), 0)
+        return self._discovery.snapshot()
+
+    def rescan(self) -> None:
+        """Ask the thread for a full reconciliation with the disk now."""
+        self._rescan_requested = True
+        self._wakeup()
+
+    def _wakeup(self) -> None:
+        self._wake.set()
+        notifier = self._notifier
+        if notifier is not None:
+            notifier.wake()
+
+    def _drop_notifier_if_polling(self) -> None:
+        if self._notifier is not None and self._discovery is not None and \
+                self._discovery.mode != MODE_INOTIFY:
+            self._notifier.close()
+            self._notifier = None
+
+    def _run(self) -> None:
+        assert self._discovery is not None
+        discovery = self._discovery
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                self._step(discovery)
+            except Exception:
+                logger.exception("Watcher error; continuing")
+                self._wake.wait(_ERROR_PAUSE)
+        logger.debug("Watcher thread ends")
+
+    def _step(self, discovery: Discovery) -> None:
+        if self._rescan_requested:
+            self._rescan_requested = False
+            discovery.scan_all()
+        self._drop_notifier_if_polling()
+        if self._stopping:
+            return
+        now = time.monotonic()
+        deadline = discovery.next_deadline()
+        if deadline is not None and deadline <= now:
+            discovery.run_due(now)
+            return
+        timeout = None if deadline is None else deadline - now
+        notifier = self._notifier
+        if notifier is not None:
+            events = notifier.read(timeout)
+            if events and not self._stopping:
+                discovery.handle(events)
+        else:
+            self._wake.wait(timeout)

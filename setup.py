@@ -1,0 +1,5 @@
+"""Set-up script: the package metadata lives in pyproject.toml."""
+
+from setuptools import setup
+
+setup()

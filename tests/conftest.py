@@ -1,0 +1,54 @@
+"""Shared fixtures: the development server and the beamtime factory.
+
+``scicat_server`` accepts options through a marker, e.g.
+``@pytest.mark.devserver(restrict_ingestor=True, users_login_mode="modern")``
+(any :class:`scingestor.devserver.DevServer` keyword).
+``dev_server_factory(**options)`` starts further servers (``started=False``:
+a free port with no listener until ``handle.start()``), closed at teardown.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterator, List
+
+import pytest
+
+from scingestor.testing import BeamtimeFactory, DevServerHandle, start_dev_server
+
+logger = logging.getLogger(__name__)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``devserver`` marker."""
+    config.addinivalue_line("markers", "devserver(**options): options of scicat_server")
+
+
+@pytest.fixture
+def dev_server_factory() -> Iterator[Callable[..., DevServerHandle]]:
+    """Start development servers on demand; all are stopped at teardown."""
+    handles: List[DevServerHandle] = []
+
+    def make(**options: Any) -> DevServerHandle:
+        handle = start_dev_server(**options)
+        handles.append(handle)
+        return handle
+
+    yield make
+    for handle in handles:
+        handle.close()
+
+
+@pytest.fixture
+def scicat_server(request: pytest.FixtureRequest,
+                  dev_server_factory: Callable[..., DevServerHandle]) -> DevServerHandle:
+    """A fresh SciCat-compatible server on 127.0.0.1 with a free port."""
+    marker = request.node.get_closest_marker("devserver")
+    options = dict(marker.kwargs) if marker else {}
+    return dev_server_factory(**options)
+
+
+@pytest.fixture
+def beamtime_factory(tmp_path: Any) -> BeamtimeFactory:
+    """A beamtime directory ``<tmp>/beamtime`` with metadata and a ``raw`` scan dir."""
+    return BeamtimeFactory(tmp_path)
