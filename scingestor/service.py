@@ -168,7 +168,7 @@ class IngestorService:
         elif queue or self._busy:
             state, text = State.RUNNING, f"Ingesting: {queue} scan(s) waiting."
         else:
-            count = len(snap.scandirs) if snap is not None else 0
+            count = len(snap.scan_dirs) if snap is not None else 0
             state, text = State.ON, f"Watching {count} scan directories; idle."
         return dataclasses.replace(
             current,
@@ -178,8 +178,8 @@ class IngestorService:
             queue_length=queue,
             pending_retries=pending,
             watch_mode=snap.mode if snap is not None else "",
-            watched_beamtimes=tuple(sorted(snap.beamtimes)) if snap is not None else (),
-            watched_scandirs=tuple(sorted(snap.scandirs)) if snap is not None else (),
+            watched_beamtimes=tuple(sorted(snap.beamtime_files)) if snap is not None else (),
+            watched_scandirs=tuple(sorted(snap.scan_dirs)) if snap is not None else (),
             current_measurements=dict(self._measurements),
         )
 

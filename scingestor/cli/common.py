@@ -50,14 +50,17 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def start_up(
-    parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]
+    parser: argparse.ArgumentParser,
+    argv: Optional[Sequence[str]],
+    options: Optional[argparse.Namespace] = None,
 ) -> tuple[argparse.Namespace, IngestorConfig]:
-    """Parse options, set up logging and load the configuration.
+    """Parse options (unless given), set up logging and load the configuration.
 
     A bad level or log file is a usage error (exit 2); a bad configuration
     prints one line naming the file and key and exits with status 1.
     """
-    options = parser.parse_args(argv)
+    if options is None:
+        options = parser.parse_args(argv)
     try:
         setup_logging(options.log, options.logfile, options.timestamps)
     except ValueError as exc:

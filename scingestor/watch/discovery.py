@@ -190,6 +190,7 @@ class Discovery:
         self._cancelled = False
         self._base = os.path.abspath(cfg.beamtime_base_dir) if cfg.beamtime_base_dir else ""
         self._base_watched = False
+        self._warned: set[tuple[str, str]] = set()
         self._btdirs: dict[str, _BeamtimeDir] = {}
         for raw in cfg.beamtime_dirs:
             path = self._absolute(raw)
@@ -201,7 +202,6 @@ class Discovery:
         self._watches: dict[str, _Watch] = {}
         self._wd_paths: dict[int, set[str]] = {}
         self._blacklist = BlacklistReader(cfg.beamtimeid_blacklist_file)
-        self._warned: set[tuple[str, str]] = set()
         self._generation = 0
         self._deadlines: dict[str, float] = {}
         self._schedule(time.monotonic())
