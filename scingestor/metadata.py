@@ -237,7 +237,7 @@ class MetadataGenerator:
     def generate_attachment(
         self, ctx: ScanDirContext, entry: Entry, state: MeasurementState
     ) -> bool:
-        """Run the attachment generator if a plot file exists; False when there is none."""
+        """Run the attachment generator if a plot file exists; True if it produced a file."""
         plot, plotext = self.find_plot(ctx, entry)
         if not plot:
             return False
@@ -245,7 +245,7 @@ class MetadataGenerator:
         with self._source(ctx, entry, plot) as source:
             keywords = self.keywords(ctx, entry, state, plotfile=source, plotext=plotext)
             self._run("attachment_metadata_generator", keywords)
-        return True
+        return os.path.isfile(self.paths(ctx, entry).attachment)
 
     def run_callback(self, ctx: ScanDirContext, entry: Entry, state: MeasurementState) -> bool:
         """Run ``metadata_generated_callback`` when due; True if it ran."""

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import queue
+import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
@@ -551,8 +552,15 @@ class SciCatIngestor(Device):
 
 
 def main(args: Optional[Sequence[str]] = None) -> None:
-    """Run the ``SciCatIngestor`` device server (``SciCatIngestor <instance> [options]``)."""
-    run((SciCatIngestor,), args=list(args) if args is not None else None)
+    """Run the ``SciCatIngestor`` device server (``SciCatIngestor <instance> [options]``).
+
+    ``args[0]`` is reduced to the executable's base name (as Tango itself names the
+    server), so ``-?`` lists the instances also when started by full path or with
+    ``python -m``.
+    """
+    argv = list(sys.argv if args is None else args) or ["SciCatIngestor"]
+    argv[0] = os.path.splitext(os.path.basename(argv[0]))[0] or "SciCatIngestor"
+    run((SciCatIngestor,), args=argv)
 
 
 if __name__ == "__main__":

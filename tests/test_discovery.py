@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Tuple
@@ -392,10 +393,7 @@ def test_runtime_subdirs_lists_and_appends(start, bt) -> None:
     assert sink.wait_for(lambda: sink.count("removed", listfile) == 1)
     write_list(bt / "raw" / "new")
     assert sink.wait_for(lambda: sink.count("found", listfile) == 2)
-    for root, dirs, files in os.walk(str(bt / "raw" / "x"), topdown=False):
-        for name in files:
-            os.unlink(os.path.join(root, name))
-        os.rmdir(root)
+    shutil.rmtree(bt / "raw" / "x")
     assert sink.wait_for(lambda: sink.count("removed", nested) == 1)
     assert wait_until(lambda: str(bt / "raw" / "x") not in watcher.snapshot().scan_dirs)
 
@@ -441,6 +439,23 @@ def test_missing_beamtime_dir_found_by_periodic_recheck(start, tmp_path) -> None
     write_beamtime(bt)
     listfile = write_list(bt / "raw")
     assert sink.wait_for(lambda: sink.count("found", listfile) == 1)
+
+
+@needs_inotify
+def test_missing_beamtime_dir_found_by_events_when_created(start, tmp_path) -> None:
+    bt = tmp_path / "gpfs" / "current"
+    _, sink = start(beamtime_dirs=[str(bt)])
+    bt.mkdir(parents=True)
+    write_beamtime(bt)
+    listfile = write_list(bt / "raw")
+    assert sink.wait_for(lambda: sink.count("found", listfile) == 1)
+    os.unlink(os.path.join(str(bt), f"beamtime-metadata-{BT}.json"))
+    os.rename(bt, tmp_path / "old")
+    assert sink.wait_for(lambda: sink.count("removed", listfile) == 1)
+    bt.mkdir()
+    write_beamtime(bt)
+    write_list(bt / "raw")
+    assert sink.wait_for(lambda: sink.count("found", listfile) == 2)
 
 
 def test_polling_only_mode(start, bt) -> None:
@@ -541,3 +556,40 @@ def test_stop_ends_thread_promptly(start, bt, poll_only) -> None:
     assert watcher.stop(timeout=5.0)
     assert not watcher.thread.is_alive()
     assert watcher.snapshot().watches == 0
+
+
+@needs_inotify
+def test_queue_overflow_triggers_full_reconciliation(bt) -> None:
+    from scingestor.watch import Event, Notifier
+    from scingestor.watch.inotify import IN_Q_OVERFLOW
+
+    write_beamtime(bt)
+    sink = RecordingSink()
+    with Notifier() as notifier:
+        discovery = Discovery(make_config(beamtime_dirs=[str(bt)]), sink, notifier)
+        discovery.scan_all()
+        listfile = write_list(bt / "raw" / "lost")  # its events are never read
+        discovery.handle([Event(wd=-1, mask=IN_Q_OVERFLOW, name="", path="")])
+        assert sink.keys("found") == [listfile]
+        discovery.close()
+
+
+@needs_inotify
+def test_failing_sink_does_not_stop_the_watcher(start, bt, caplog) -> None:
+    write_beamtime(bt)
+    write_list(bt / "raw")
+    watcher, sink = start(beamtime_dirs=[str(bt)])
+    original = sink.list_found
+
+    def broken(ctx: ScanDirContext) -> None:
+        original(ctx)
+        raise RuntimeError("sink failure")
+
+    sink.list_found = broken  # type: ignore[method-assign]
+    first = write_list(bt / "raw2")
+    second = write_list(bt / "raw3")
+    assert sink.wait_for(lambda: sink.count("found", first) == 1)
+    assert sink.wait_for(lambda: sink.count("found", second) == 1)
+    assert watcher.thread is not None and watcher.thread.is_alive()
+    assert any(r.getMessage().startswith("Discovery sink list_found") and r.exc_info
+               for r in caplog.records)

@@ -345,3 +345,11 @@ def test_missing_credentials_is_an_auth_error(scicat_server):
     with pytest.raises(SciCatAuthError, match="no credentials"):
         client.get("Datasets")
     assert scicat_server.requests == []
+
+
+def test_unreadable_credential_file_is_an_auth_error(scicat_server, tmp_path):
+    source = CredentialSource(str(tmp_path / "missing"), "ingestor")
+    client = SciCatClient(make_config(scicat_server.url), source)
+    with pytest.raises(SciCatAuthError, match="cannot read credential file"):
+        client.get("Datasets")
+    assert scicat_server.requests == []

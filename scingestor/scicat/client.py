@@ -7,11 +7,12 @@ import logging
 import re
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, Optional, Tuple
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 
+from scingestor.credentials import CredentialError
 from scingestor.logsetup import register_secret
 from scingestor.scicat.errors import (
     SciCatAuthError,
@@ -54,14 +55,14 @@ class _RedactQueryTokens(logging.Filter):
         return True
 
 
-_REDACT_INSTALLED = False
+_REDACTOR = _RedactQueryTokens()
 
 
 def _install_redaction() -> None:
-    global _REDACT_INSTALLED
-    if not _REDACT_INSTALLED:
-        logging.getLogger("urllib3.connectionpool").addFilter(_RedactQueryTokens())
-        _REDACT_INSTALLED = True
+    """Mask query tokens in urllib3's debug lines (only needed with ``token_in_query``)."""
+    urllib3_logger = logging.getLogger("urllib3.connectionpool")
+    if _REDACTOR not in urllib3_logger.filters:
+        urllib3_logger.addFilter(_REDACTOR)
 
 
 def encode_segment(value: str) -> str:
@@ -171,10 +172,9 @@ class SciCatClient:
     def token(self) -> Secret:
         """Return a valid token, logging in when there is none or it expired."""
         with self._login_lock:
-            if not self._token_valid():
-                self._login_locked()
-            assert self._token is not None
-            return self._token
+            if self._token is not None and self._token_valid():
+                return self._token
+            return self._login_locked()
 
     def login(self) -> Secret:
         """Obtain a new token (from the credential file, or by a login request)."""
@@ -193,7 +193,10 @@ class SciCatClient:
                 return self._token
             raise SciCatAuthError("POST", self.url(self._login_path), None,
                                   "no credentials configured (ingestor_credential_file)")
-        creds = source.load()
+        try:
+            creds = source.load()
+        except CredentialError as exc:
+            raise SciCatAuthError("POST", self.url(self._login_path), None, str(exc)) from None
         if creds.token:
             self._set_token(creds.token, None)
             return creds.token
@@ -219,15 +222,16 @@ class SciCatClient:
             return LEGACY_LOGIN_PATH
         return AUTH_LOGIN_PATH
 
-    def _login_at(self, path: str, body: str) -> tuple:
+    def _login_at(self, path: str, body: str) -> Tuple[Optional[Secret], Optional[float]]:
         """POST a login; return (token, lifetime) or (None, None) for "no token here"."""
         response = self._send("POST", path, body, idempotent=True, token=None)
         url = strip_query(response.url)
         if response.status_code == 404:
             return None, None
         if not 200 <= response.status_code < 300:
-            self._last_error = f"POST {url}: {response.status_code} {server_message(response)}"
-            raise SciCatAuthError("POST", url, response.status_code, server_message(response))
+            error = SciCatAuthError("POST", url, response.status_code, server_message(response))
+            self._last_error = str(error)
+            raise error
         try:
             answer = response_json(response)
         except SciCatError:

@@ -17,8 +17,9 @@ Polling period when inotify is not used: ``min(2 s, positive recheck
 intervals)``, at least 50 ms. Symbolic links to directories below a beamtime
 dir are not followed (no cycles); beamtime dirs themselves may be links.
 
-Not thread-safe except :meth:`Discovery.snapshot` and
-:meth:`Discovery.cancel`; the watcher thread drives it.
+Public methods take one lock, so :meth:`Discovery.snapshot` may be called
+from any thread while the watcher thread drives the rest. Sink methods are
+called from the driving thread with that lock held: they must not block.
 """
 
 from __future__ import annotations
@@ -158,6 +159,7 @@ class _BeamtimeDir:
     dir_stamp: Optional[_Stamp] = None
     listed_at: float = 0.0
     watched: bool = False
+    ancestor: str = ""  # watched nearest existing ancestor while the dir is missing
 
 
 @dataclass
@@ -192,6 +194,7 @@ class Discovery:
         self._base_watched = False
         self._warned: set[tuple[str, str]] = set()
         self._btdirs: dict[str, _BeamtimeDir] = {}
+        self._waiting: dict[str, set[str]] = {}  # watched ancestor -> missing beamtime dirs
         for raw in cfg.beamtime_dirs:
             path = self._absolute(raw)
             if path and path not in self._btdirs:
@@ -425,6 +428,7 @@ class Discovery:
             self._classify_entry(path, event, dirty)
 
     def _mark_directory(self, path: str, dirty: _Dirty) -> None:
+        dirty.beamtime_dirs.update(self._waiting.get(path, ()))
         if path == self._base:
             dirty.base = True
         if path in self._btdirs:
@@ -436,6 +440,8 @@ class Discovery:
         name = event.name
         full = os.path.join(directory, name)
         structural = event.created or event.deleted
+        if event.created and event.is_dir:
+            dirty.beamtime_dirs.update(self._waiting.get(directory, ()))
         if directory == self._base and event.is_dir and structural:
             dirty.base = True
         if directory in self._btdirs and not event.is_dir and \
@@ -531,6 +537,27 @@ class Discovery:
             self._warn_once(path, f"Directory {path} cannot be read: {exc}")
             return None
 
+    def _watch_ancestor(self, btdir: _BeamtimeDir) -> None:
+        """Watch the nearest existing ancestor of a missing beamtime dir for its creation."""
+        ancestor = os.path.dirname(btdir.path)
+        while ancestor != os.path.dirname(ancestor) and _inode(ancestor) is None:
+            ancestor = os.path.dirname(ancestor)
+        self._set_ancestor(btdir, ancestor if self.mode == MODE_INOTIFY else "")
+
+    def _set_ancestor(self, btdir: _BeamtimeDir, ancestor: str) -> None:
+        if btdir.ancestor == ancestor:
+            return
+        if btdir.ancestor:
+            self._release(btdir.ancestor)
+            users = self._waiting.get(btdir.ancestor, set())
+            users.discard(btdir.path)
+            if not users:
+                self._waiting.pop(btdir.ancestor, None)
+        btdir.ancestor = ""
+        if ancestor and self._acquire(ancestor, _inode(ancestor) or 0):
+            btdir.ancestor = ancestor
+            self._waiting.setdefault(ancestor, set()).add(btdir.path)
+
     def _remove_beamtime_dir(self, btdir: _BeamtimeDir) -> None:
         for path in [p for p in self._tracked if os.path.dirname(p) == btdir.path]:
             self._remove_beamtime(path)
@@ -555,10 +582,13 @@ class Discovery:
                 self._release(path)
                 btdir.watched = False
             btdir.dir_stamp = None
+            if btdir.configured:
+                self._watch_ancestor(btdir)
             return
         except (OSError, ValueError) as exc:
             self._warn_once(path, f"Beamtime directory {path} cannot be used: {exc}")
             return
+        self._set_ancestor(btdir, "")
         if not btdir.watched:
             btdir.watched = self._acquire(path, st.st_ino)
         else:

@@ -1,0 +1,316 @@
+"""The Tango device ``SciCatIngestor`` in a subprocess, with real scans and the dev SciCat server.
+
+Every device runs in its own process (``DeviceTestContext(..., process=True)``): the
+Tango loop cannot be restarted inside one process. The dev server runs as a thread
+of the pytest process; the device talks HTTP to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any, Callable, Dict, Iterator, List
+
+import pytest
+
+tango = pytest.importorskip("tango")
+
+from tango.test_context import DeviceTestContext  # noqa: E402
+
+from scingestor.testing.setup import wait_for, write_config  # noqa: E402
+from tango_ds.SciCatIngestor import SciCatIngestor  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+BT = "99001234"
+DevState = tango.DevState
+TIMEOUT = 60.0
+
+
+class EventLog:
+    """Thread-safe change-event callback: remembers every value received."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.values: List[Any] = []
+
+    def __call__(self, event: Any) -> None:
+        if event.err or event.attr_value is None:
+            return
+        with self._lock:
+            self.values.append(event.attr_value.value)
+
+    def seen(self, predicate: Callable[[Any], bool]) -> bool:
+        with self._lock:
+            return any(predicate(value) for value in self.values)
+
+
+@pytest.fixture
+def start_device(beamtime_factory, scicat_server) -> Iterator[Callable[..., Any]]:
+    """Start ``SciCatIngestor`` in a subprocess; returns a DeviceProxy. Stopped at teardown."""
+    contexts: List[DeviceTestContext] = []
+
+    def start(config: str = "", **properties: Any) -> Any:
+        props: Dict[str, Any] = {
+            "ConfigFile": config or write_config(beamtime_factory, scicat_server.url),
+        }
+        props.update(properties)
+        context = DeviceTestContext(SciCatIngestor, properties=props, process=True,
+                                    timeout=TIMEOUT)
+        proxy = context.__enter__()
+        contexts.append(context)
+        proxy.set_timeout_millis(20000)
+        return proxy
+
+    yield start
+    for context in reversed(contexts):
+        context.__exit__(None, None, None)
+
+
+def subscribe(proxy: Any, name: str) -> EventLog:
+    log = EventLog()
+    proxy.subscribe_event(name, tango.EventType.CHANGE_EVENT, log)
+    return log
+
+
+def touch_list(factory: Any, scandir: Any = None) -> None:
+    """Create an empty dataset list (``append_list`` without records writes nothing)."""
+    with open(factory.list_path(scandir), "a", encoding="utf-8"):
+        pass
+
+
+def list_lines(factory: Any, scandir: Any = None) -> List[str]:
+    with open(factory.list_path(scandir), encoding="utf-8") as handle:
+        return [line for line in handle.read().split("\n") if line.strip()]
+
+
+def wait_state(proxy: Any, state: Any) -> None:
+    wait_for(lambda: proxy.state() == state, timeout=TIMEOUT)
+
+
+def test_appended_scans_move_the_attributes_and_push_change_events(
+        beamtime_factory, scicat_server, start_device):
+    f = beamtime_factory
+    touch_list(f)
+    proxy = start_device()
+    wait_state(proxy, DevState.ON)
+    assert proxy.IngestedCount == 0 and proxy.LastIngestedScan == ""
+    ingested = subscribe(proxy, "IngestedCount")
+    last_scan = subscribe(proxy, "LastIngestedScan")
+    queue = subscribe(proxy, "QueueLength")
+    states = subscribe(proxy, "State")
+    f.write_nexus_scan("scan_00001")
+    f.write_nexus_scan("scan_00002")
+    f.append_list(None, "scan_00001", "scan_00002")
+    wait_for(lambda: ingested.seen(lambda v: v == 2), timeout=TIMEOUT)
+    assert last_scan.seen(lambda v: v == "scan_00002")
+    assert queue.seen(lambda v: v > 0) and queue.seen(lambda v: v == 0)
+    wait_for(lambda: states.seen(lambda v: v == DevState.ON), timeout=TIMEOUT)
+    assert proxy.IngestedCount == 2 and proxy.FailedCount == 0
+    assert proxy.LastIngestedScan == "scan_00002"
+    assert scicat_server.dataset(f"{BT}/scan_00001") is not None
+    assert scicat_server.dataset(f"{BT}/scan_00002") is not None
+    assert proxy.SciCatReachable is True
+    assert proxy.SciCatUrl == scicat_server.url
+    assert list(proxy.WatchedBeamtimes) and proxy.WatchedScanDirCount >= 1
+    assert proxy.QueueLength == 0
+
+
+def test_attributes_are_described_for_taurus(start_device):
+    proxy = start_device()
+    config = proxy.get_attribute_config("QueueLength")
+    assert config.label == "Queue length" and config.unit == "scans"
+    assert config.format == "%d" and config.description
+    for name in ("CurrentMeasurement", "CurrentMeasurements", "ScanDir", "LastError",
+                 "LastErrorTime", "IngestedCount", "FailedCount", "LastIngestedScan",
+                 "WatchedBeamtimes", "WatchedScanDirCount", "SciCatReachable", "SciCatUrl",
+                 "StatusReport", "ReingestProgress", "PendingRetries"):
+        config = proxy.get_attribute_config(name)
+        assert config.label != name and "No description" not in config.description, name
+    info = proxy.info()
+    assert info.dev_class == "SciCatIngestor"
+    wait_state(proxy, DevState.ON)
+    report = proxy.StatusReport
+    assert '"state": "ON"' in report and '"ingested_count": 0' in report
+
+
+def test_measurement_commands_append_records_and_the_measurement_is_ingested(
+        beamtime_factory, scicat_server, start_device):
+    f = beamtime_factory
+    f.write_nexus_scan("scan_00001")
+    f.append_list(None, "scan_00001")
+    proxy = start_device()
+    wait_for(lambda: proxy.IngestedCount == 1, timeout=TIMEOUT)
+    current = subscribe(proxy, "CurrentMeasurement")
+    assert proxy.StartMeasurement("ptycho1") == f.scandir
+    assert list_lines(f)[-1] == "__command__ start ptycho1"
+    wait_for(lambda: current.seen(lambda v: v == "ptycho1"), timeout=TIMEOUT)
+    assert list(proxy.CurrentMeasurements) == [f"{f.scandir}: ptycho1"]
+    f.write_nexus_scan("scan_00002")
+    f.append_list(None, "scan_00002")
+    wait_for(lambda: proxy.IngestedCount >= 2, timeout=TIMEOUT)
+    assert proxy.StopMeasurement() == "ptycho1"
+    lines = list_lines(f)
+    assert lines[-2] == "__command__ stop" and lines[-1].startswith("ptycho1:")
+    wait_for(lambda: scicat_server.dataset(f"{BT}/ptycho1") is not None, timeout=TIMEOUT)
+    wait_for(lambda: current.seen(lambda v: v == "") and proxy.CurrentMeasurement == "",
+             timeout=TIMEOUT)
+    f.write_nexus_scan("scan_00003")
+    f.append_list(None, "scan_00003")
+    wait_for(lambda: proxy.IngestedCount >= 4, timeout=TIMEOUT)
+    assert proxy.MakeMeasurement("single") == f.scandir
+    lines = list_lines(f)
+    assert lines[-2] == "__command__ start single" and lines[-1].startswith("scan_00003:")
+    assert proxy.UpdateMeasurement() == "single"
+    lines = list_lines(f)
+    assert lines[-3:-1] == ["__command__ stop", lines[-2]] and lines[-2].startswith("single:")
+    assert lines[-1] == "__command__ start single"
+    wait_for(lambda: scicat_server.dataset(f"{BT}/single") is not None, timeout=TIMEOUT)
+
+
+def test_scan_dir_selects_the_directory_of_the_measurement_commands(
+        beamtime_factory, start_device):
+    f = beamtime_factory
+    other = f.make_scandir("raw/calib")
+    touch_list(f)
+    touch_list(f, other)
+    proxy = start_device()
+    wait_for(lambda: proxy.WatchedScanDirCount >= 2, timeout=TIMEOUT)
+    wait_state(proxy, DevState.ON)
+    assert proxy.StartMeasurementInDir(["calib1", other]) == other
+    assert list_lines(f, other)[-1] == "__command__ start calib1"
+    assert list_lines(f) == []
+    proxy.ScanDir = other
+    assert proxy.ScanDir == other
+    wait_for(lambda: proxy.CurrentMeasurement == "calib1", timeout=TIMEOUT)
+    assert proxy.StopMeasurement() == "calib1"
+    assert list_lines(f, other)[-2] == "__command__ stop"
+    proxy.ScanDir = ""
+    assert proxy.ScanDir == ""
+
+
+def test_reingest_one_scan_and_a_whole_beamtime(beamtime_factory, scicat_server, start_device):
+    f = beamtime_factory
+    f.write_nexus_scan("scan_00001")
+    f.append_list(None, "scan_00001")
+    proxy = start_device()
+    wait_for(lambda: proxy.IngestedCount == 1, timeout=TIMEOUT)
+    wait_state(proxy, DevState.ON)
+    before = len(scicat_server.requests_matching(path=r"/Datasets"))
+    assert proxy.Reingest("scan_00001") == "scan_00001"
+    assert list_lines(f)[-1].startswith("scan_00001:")
+    wait_for(lambda: proxy.IngestedCount == 2, timeout=TIMEOUT)
+    middle = len(scicat_server.requests_matching(path=r"/Datasets"))
+    assert middle > before
+    progress = subscribe(proxy, "ReingestProgress")
+    assert proxy.Reingest("") == BT
+    wait_for(lambda: progress.seen(lambda v: v.startswith("1/")), timeout=TIMEOUT)
+    wait_for(lambda: proxy.ReingestProgress == "", timeout=TIMEOUT)
+    assert len(scicat_server.requests_matching(path=r"/Datasets")) > middle
+
+
+def test_scicat_down_gives_alarm_and_last_error_then_on(
+        beamtime_factory, scicat_server, start_device):
+    f = beamtime_factory
+    touch_list(f)
+    proxy = start_device()
+    wait_state(proxy, DevState.ON)
+    errors = subscribe(proxy, "LastError")
+    states = subscribe(proxy, "State")
+    scicat_server.faults.refuse_connections(None)
+    f.write_nexus_scan("scan_00001")
+    f.append_list(None, "scan_00001")
+    wait_state(proxy, DevState.ALARM)
+    assert proxy.LastError and proxy.LastErrorTime
+    assert proxy.SciCatReachable is False
+    assert "SciCat" in proxy.status() or "fail" in proxy.status()
+    assert errors.seen(bool) and states.seen(lambda v: v == DevState.ALARM)
+    scicat_server.faults.clear()
+    wait_for(lambda: proxy.IngestedCount == 1, timeout=TIMEOUT)
+    wait_state(proxy, DevState.ON)
+    assert states.seen(lambda v: v == DevState.ON)
+    assert scicat_server.dataset(f"{BT}/scan_00001") is not None
+
+
+def test_bad_config_file_gives_fault_and_the_server_stays_alive(beamtime_factory,
+                                                                scicat_server, start_device):
+    path = os.path.join(beamtime_factory.root, "broken.yaml")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("beamtime_dirs: [unclosed\n")
+    proxy = start_device(config=path)
+    assert proxy.state() == DevState.FAULT
+    status = proxy.status()
+    assert "Configuration error" in status and "broken.yaml" in status
+    proxy.ping()
+    with pytest.raises(tango.DevFailed) as failure:
+        proxy.StartMeasurement("m1")
+    assert failure.value.args[0].reason == "SciCatIngestor_NotConfigured"
+    with pytest.raises(tango.DevFailed) as failure:
+        proxy.Start()
+    assert "broken.yaml" in failure.value.args[0].desc
+    with pytest.raises(tango.DevFailed) as failure:
+        proxy.ReloadConfiguration()
+    assert failure.value.args[0].reason == "SciCatIngestor_ConfigError"
+    assert proxy.state() == DevState.FAULT
+    good = write_config(beamtime_factory, scicat_server.url)
+    os.replace(good, path)
+    proxy.ReloadConfiguration()
+    wait_state(proxy, DevState.ON)
+    assert proxy.SciCatUrl == scicat_server.url
+
+
+def test_missing_config_and_bad_log_level_give_fault(beamtime_factory, start_device):
+    proxy = start_device(config=os.path.join(beamtime_factory.root, "absent.yaml"))
+    assert proxy.state() == DevState.FAULT
+    assert "absent.yaml" in proxy.status() and "cannot read" in proxy.status()
+    other = start_device(LogLevel="chatty")
+    assert other.state() == DevState.FAULT
+    assert "LogLevel" in other.status() and "chatty" in other.status()
+
+
+def test_bad_command_arguments_raise_dev_failed(beamtime_factory, start_device):
+    touch_list(beamtime_factory)
+    proxy = start_device()
+    wait_state(proxy, DevState.ON)
+    cases = [
+        (lambda: proxy.StartMeasurement("two words"), "invalid name"),
+        (lambda: proxy.StartMeasurement(""), "invalid name"),
+        (lambda: proxy.MakeMeasurement("../escape"), "MakeMeasurement"),
+        (lambda: proxy.StartMeasurementInDir(["only-a-name"]), "[name, scandir]"),
+        (lambda: proxy.StartMeasurementInDir(["m1", "/not/watched"]),
+         "not a watched scan directory"),
+        (lambda: proxy.UpdateMeasurement(), "no measurement is open"),
+        (lambda: proxy.MakeMeasurement("m2"), "has no scan"),
+    ]
+    for call, text in cases:
+        with pytest.raises(tango.DevFailed) as failure:
+            call()
+        error = failure.value.args[0]
+        assert error.reason == "SciCatIngestor_BadArgument", error
+        assert text in error.desc, error.desc
+    with pytest.raises(tango.DevFailed) as failure:
+        proxy.write_attribute("ScanDir", "relative/dir")
+    assert "absolute" in str(failure.value)
+    assert list_lines(beamtime_factory) == []
+    assert proxy.state() == DevState.ON
+
+
+def test_stop_and_start_switch_watching(beamtime_factory, scicat_server, start_device):
+    f = beamtime_factory
+    touch_list(f)
+    proxy = start_device(AutoStart=False)
+    assert proxy.state() == DevState.OFF
+    assert "Start" in proxy.status()
+    proxy.Start()
+    wait_state(proxy, DevState.ON)
+    states = subscribe(proxy, "State")
+    proxy.Stop()
+    assert proxy.state() == DevState.OFF
+    wait_for(lambda: states.seen(lambda v: v == DevState.OFF), timeout=TIMEOUT)
+    f.write_nexus_scan("scan_00001")
+    f.append_list(None, "scan_00001")
+    proxy.Start()
+    wait_for(lambda: proxy.IngestedCount == 1, timeout=TIMEOUT)
+    assert scicat_server.dataset(f"{BT}/scan_00001") is not None
+    wait_state(proxy, DevState.ON)
