@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
+import yaml
+
 from . import generators
 from .beamtime import ScanDirContext
 from .config import IngestorConfig
@@ -84,6 +86,36 @@ def mtime(path: str) -> float:
         return os.stat(path).st_mtime
     except OSError:
         return 0.0
+
+
+def check_group_map(path: str) -> None:
+    """Check a ``metadata_group_map_file``: ``target source`` lines, or a YAML/JSON mapping.
+
+    Raises :class:`MetadataError` naming the file (and line) when it does not parse.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MetadataError(f"group map file {path}: cannot be read: {exc}") from None
+    stripped = text.strip()
+    if not stripped:
+        return
+    if stripped[0] in "{[":
+        try:
+            data = yaml.safe_load(stripped)
+        except yaml.YAMLError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise MetadataError(f"group map file {path}: not valid YAML/JSON: {first}") from None
+        if not isinstance(data, dict):
+            raise MetadataError(f"group map file {path}: a mapping {{target: source}} is needed")
+        return
+    for number, line in enumerate(text.splitlines(), start=1):
+        words = line.split()
+        if words and not words[0].startswith("#") and len(words) != 2:
+            raise MetadataError(
+                f"group map file {path}:{number}: expected 'target source', got {line.strip()!r}"
+            )
 
 
 class MetadataGenerator:
@@ -260,6 +292,14 @@ class MetadataGenerator:
         paths = self.paths(ctx, entry)
         if not (os.path.isfile(paths.dataset) and os.path.isfile(paths.datablock)):
             return False
+        if cfg.metadata_group_map_file:
+            try:
+                check_group_map(cfg.metadata_group_map_file)
+            except MetadataError as exc:
+                logger.error(
+                    "%s: not grouped into %r: %s", entry.scanname, state.last_measurement, exc
+                )
+                return False
         self._run("metadata_generated_callback", self.keywords(ctx, entry, state))
         return True
 

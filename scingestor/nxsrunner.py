@@ -87,6 +87,12 @@ class NxsFileInfo:
         if result and str(result).strip():
             print(result)
 
+    def warm_up(self) -> None:
+        """Import nxstools and build the parser now, so the first scan does not wait."""
+        with _LOCK:
+            if self._parser is None:
+                self._build()
+
     def run(self, args: Sequence[str]) -> NxsResult:
         """Run ``nxsfileinfo args``; stdout/stderr are captured, exits become a status."""
         out, err = io.StringIO(), io.StringIO()

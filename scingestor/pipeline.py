@@ -271,7 +271,7 @@ class ListProcessor:
                 raise BatchPostponed(str(exc)) from exc
             logger.error("%s: %s", entry.scanname, exc)
             return EntryOutcome(ctx, entry, False, self._failed_stamps(ingested, entry), str(exc))
-        except (GeneratorError, UnsafeNameError, OSError) as exc:
+        except (GeneratorError, UnsafeNameError, MetadataError, OSError) as exc:
             logger.warning("%s:%d: %s: %s", ctx.list_path, entry.lineno, entry.scanname, exc)
             return EntryOutcome(ctx, entry, False, None, str(exc))
 
@@ -420,7 +420,7 @@ class ListProcessor:
                     self._publisher.sync_attachments(
                         pid,
                         docs,
-                        replace_all=replace and cfg.dataset_update_strategy in ("create", "no"),
+                        replace_all=replace,
                     )
                     t_at = mtime(paths.attachment)
                 except SciCatError as exc:

@@ -14,11 +14,13 @@ from .beamtime import Beamtime, ScanDirContext
 from .config import IngestorConfig
 from .credentials import CredentialError, CredentialSource
 from .listfile import EntryKind, UnsafeNameError, check_scan_name, measurement_of, read_entries
+from .nxsrunner import shared_nxsfileinfo
 from .pipeline import BatchPostponed, EntryOutcome, ListProcessor
 from .runner import GeneratorRunner
 from .scicat.client import SciCatClient
 from .scicat.publish import DatasetPublisher
 from .status import State, StatusSnapshot
+from .watch.discovery import DiscoverySnapshot
 from .watch.watcher import Watcher
 
 logger = logging.getLogger(__name__)
@@ -89,6 +91,10 @@ class IngestorService:
         self._worker.start()
         self._watcher = Watcher(self._cfg, self)
         self._watcher.start()
+        with self._wakeup:
+            # after the directory walk, so the import does not slow the start-up
+            self._jobs.append(shared_nxsfileinfo().warm_up)
+            self._wakeup.notify_all()
         self._publish()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -134,8 +140,11 @@ class IngestorService:
         return unsubscribe
 
     def _publish(self, **changes: object) -> None:
+        # the watcher's lock is never taken while holding ours (it calls us holding its own)
+        watcher = self._watcher
+        tree = watcher.snapshot() if watcher is not None else None
         with self._lock:
-            snapshot = self._compose(**changes)
+            snapshot = self._compose(tree, **changes)
             changed = snapshot != self._status
             self._status = snapshot
             subscribers = list(self._subscribers)
@@ -146,11 +155,9 @@ class IngestorService:
                 except Exception:  # a subscriber must not break the service
                     logger.exception("status subscriber failed")
 
-    def _compose(self, **changes: object) -> StatusSnapshot:
+    def _compose(self, snap: Optional[DiscoverySnapshot], **changes: object) -> StatusSnapshot:
         current = dataclasses.replace(self._status, **changes)  # type: ignore[arg-type]
         queue = sum(self._waiting.values())
-        watcher = self._watcher
-        snap = watcher.snapshot() if watcher is not None else None
         reachable = self._client.reachable if self._client is not None else False
         pending = len(self._failed_keys)
         if self._fault:
@@ -426,7 +433,14 @@ class IngestorService:
         _check_name(name)
         ctx = self.context_for(scandir)
         entries = read_entries(ctx.list_path)
-        scans = [e for e in entries if not e.is_command and e.kind is not EntryKind.INVALID]
+        measurements = {e.measurement for e in entries if e.kind is EntryKind.START}
+        scans = [
+            e
+            for e in entries
+            if not e.is_command
+            and e.kind is not EntryKind.INVALID
+            and e.scanname not in measurements
+        ]
         if not scans:
             raise ServiceError(f"{ctx.list_path} has no scan to add to {name!r}")
         records = self._close_records(ctx)

@@ -142,6 +142,7 @@ class SciCatIngestor(Device):
             self.set_change_event(name, True, False)
         for name in _ARCHIVED:
             self.set_archive_event(name, True, False)
+        self._pump_stop = threading.Event()
         self._pump = threading.Thread(target=self._pump_events, daemon=True,
                                       name=f"tango-events-{self.get_name()}")
         self._pump.start()
@@ -153,6 +154,7 @@ class SciCatIngestor(Device):
 
     def delete_device(self) -> None:
         """Stop the service (the entry in progress is finished, the state is on disk)."""
+        self._pump_stop.set()
         self._remove_service()
         self._events.put(_STOP)
         self._pump.join(5.0)
@@ -269,6 +271,7 @@ class SciCatIngestor(Device):
         self._events.put(_REFRESH)
 
     def _pump_events(self) -> None:
+        """Push the changed values, one batch per burst of notifications (own thread)."""
         with tango.EnsureOmniThread():
             while True:
                 item = self._events.get()
@@ -278,12 +281,22 @@ class SciCatIngestor(Device):
                         stop = self._events.get_nowait() is _STOP
                     except queue.Empty:
                         break
+                if stop:
+                    return
+                if not self._server_ready():
+                    continue
                 try:
                     self._push_changes()
                 except Exception:  # a failed push must not end the pump
                     logger.exception("pushing Tango events failed")
-                if stop:
-                    return
+
+    def _server_ready(self) -> bool:
+        """Wait while the server starts (pushing then breaks start-up); False when stopping."""
+        util = tango.Util.instance()
+        while util.is_svr_starting():
+            if self._pump_stop.wait(0.05):
+                return False
+        return not util.is_svr_shutting_down() and not self._pump_stop.is_set()
 
     def _current_values(self) -> Dict[str, Any]:
         snapshot = self._snapshot()

@@ -250,8 +250,10 @@ class SardanaEnv:
         assert self.door is not None
         with self._lock:
             marks = {attr: len(lines) for attr, lines in self._logs.items()}
-        xml = self.door.RunMacro(list(macro))[0]
-        macro_id = etree.fromstring(xml).get("id")
+            self._status.clear()
+        xml = etree.fromstring(self.door.RunMacro(list(macro))[0])
+        node = xml if xml.tag == "macro" else xml.find("macro")
+        macro_id = node.get("id")
 
         def done() -> bool:
             with self._lock:
@@ -289,4 +291,4 @@ class SardanaEnv:
     def _change_env(self, change: Dict[str, Any]) -> None:
         assert self.macroserver is not None
         data = CodecFactory().getCodec("pickle").encode(("", change))
-        self.macroserver.write_attribute("Environment", data[1])
+        self.macroserver.write_attribute("Environment", data)

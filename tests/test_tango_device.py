@@ -1,31 +1,44 @@
-"""The Tango device ``SciCatIngestor`` in a subprocess, with real scans and the dev SciCat server.
+"""The Tango device ``SciCatIngestor`` in its own process, with real scans and the dev server.
 
-Every device runs in its own process (``DeviceTestContext(..., process=True)``): the
-Tango loop cannot be restarted inside one process. The dev server runs as a thread
-of the pytest process; the device talks HTTP to it.
+The device server is started the way it runs in production, as
+``python -m tango_ds.SciCatIngestor test`` (an exec'd subprocess), with its device
+properties in a Tango file database (``-file=``) instead of a database server, the
+same mechanism as ``tango.test_context.DeviceTestContext``. We do not use the
+context's ``process=True`` itself: it *forks* the pytest process, and after the
+first test that process holds a live omniORB/ZeroMQ client and the dev server's
+listening socket. The forked servers then hang at start-up now and then, and the
+dev server cannot reopen its port after ``refuse_connections`` because the child
+still holds it. The dev server runs as a thread of the pytest process; the device
+talks HTTP to it.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 import os
+import signal
+import subprocess
+import sys
 import threading
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 
 tango = pytest.importorskip("tango")
 
-from tango.test_context import DeviceTestContext  # noqa: E402
+from tango.test_context import get_server_port_via_pid  # noqa: E402
 
 from scingestor.testing.setup import wait_for, write_config  # noqa: E402
-from tango_ds.SciCatIngestor import SciCatIngestor  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
 BT = "99001234"
 DevState = tango.DevState
 TIMEOUT = 60.0
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_serial = itertools.count(1)
 
 
 class EventLog:
@@ -46,26 +59,113 @@ class EventLog:
             return any(predicate(value) for value in self.values)
 
 
-@pytest.fixture
-def start_device(beamtime_factory, scicat_server) -> Iterator[Callable[..., Any]]:
-    """Start ``SciCatIngestor`` in a subprocess; returns a DeviceProxy. Stopped at teardown."""
-    contexts: List[DeviceTestContext] = []
+def _db_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(str(value))  # a double-quoted string with escapes
 
-    def start(config: str = "", **properties: Any) -> Any:
+
+class DeviceServer:
+    """``SciCatIngestor <instance>`` in a subprocess, with a Tango file database.
+
+    Instance and device names are unique per server: the Tango client library
+    caches admin-device connections by name, and every server has a new port.
+    """
+
+    def __init__(self, workdir: str, properties: Dict[str, Any]) -> None:
+        self.workdir = workdir
+        self.instance = f"t{next(_serial)}"
+        self.device = f"test/scicatingestor/{self.instance}"
+        self.db_file = os.path.join(workdir, "tango-file-db.txt")
+        self.output = os.path.join(workdir, "device-server.out")
+        lines = [f"SciCatIngestor/{self.instance}/DEVICE/SciCatIngestor: {self.device}"]
+        lines += [f"{self.device}->{name}: {_db_value(value)}"
+                  for name, value in properties.items()]
+        with open(self.db_file, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+        self.process: Optional[subprocess.Popen] = None
+        self.proxy: Any = None
+        self.address = ""
+
+    def start(self) -> Any:
+        """Start the server; return a DeviceProxy once the device answers."""
+        env = dict(os.environ, ORBscanGranularity="1",
+                   PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+        with open(self.output, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tango_ds.SciCatIngestor", self.instance,
+                 "-ORBendPoint", "giop:tcp:127.0.0.1:0", f"-file={self.db_file}"],
+                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.workdir)
+        # Connecting before the server has finished its start-up can wedge it ("Class
+        # DServer is not initialised!"): wait for the line Tango prints when it is ready.
+        wait_for(self._ready, timeout=TIMEOUT, interval=0.1)
+        port = get_server_port_via_pid(self.process.pid, "127.0.0.1", retries=400, delay=0.1)
+        self.address = f"tango://127.0.0.1:{port}/{self.device}#dbase=no"
+        wait_for(self._answers, timeout=TIMEOUT, interval=0.1)
+        self.proxy.set_timeout_millis(20000)
+        return self.proxy
+
+    def _ready(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"the device server exited: {self.log()}")
+        return "Ready to accept request" in self.log()
+
+    def _answers(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"the device server exited: {self.log()}")
+        try:
+            self.proxy = tango.DeviceProxy(self.address)
+            self.proxy.ping()
+        except tango.DevFailed as exc:
+            logger.debug("not answering yet: %s", exc.args[0].desc)
+            return False
+        return True
+
+    def stop(self) -> int:
+        """SIGTERM, as Starter and systemd stop it; returns the exit status."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def log(self) -> str:
+        with open(self.output, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+
+
+@pytest.fixture
+def device_server(tmp_path, beamtime_factory, scicat_server) -> Iterator[Callable[..., Any]]:
+    """Start ``SciCatIngestor`` with properties; returns the server. Stopped at teardown."""
+    servers: List[DeviceServer] = []
+
+    def start(config: str = "", **properties: Any) -> DeviceServer:
         props: Dict[str, Any] = {
             "ConfigFile": config or write_config(beamtime_factory, scicat_server.url),
         }
         props.update(properties)
-        context = DeviceTestContext(SciCatIngestor, properties=props, process=True,
-                                    timeout=TIMEOUT)
-        proxy = context.__enter__()
-        contexts.append(context)
-        proxy.set_timeout_millis(20000)
-        return proxy
+        workdir = tmp_path / f"server{len(servers)}"
+        workdir.mkdir()
+        server = DeviceServer(str(workdir), props)
+        servers.append(server)
+        server.start()
+        return server
 
     yield start
-    for context in reversed(contexts):
-        context.__exit__(None, None, None)
+    for server in servers:
+        status = server.stop()
+        logger.info("device server output (exit status %s):\n%s", status, server.log())
+
+
+@pytest.fixture
+def start_device(device_server) -> Callable[..., Any]:
+    """Like ``device_server`` but returns the DeviceProxy."""
+    return lambda config="", **properties: device_server(config, **properties).proxy
 
 
 def subscribe(proxy: Any, name: str) -> EventLog:
@@ -172,11 +272,12 @@ def test_measurement_commands_append_records_and_the_measurement_is_ingested(
 def test_scan_dir_selects_the_directory_of_the_measurement_commands(
         beamtime_factory, start_device):
     f = beamtime_factory
-    other = f.make_scandir("raw/calib")
+    other = f.make_scandir("calib")
     touch_list(f)
     touch_list(f, other)
     proxy = start_device()
-    wait_for(lambda: proxy.WatchedScanDirCount >= 2, timeout=TIMEOUT)
+    wait_for(lambda: other in json.loads(proxy.StatusReport)["watched_scandirs"],
+             timeout=TIMEOUT)
     wait_state(proxy, DevState.ON)
     assert proxy.StartMeasurementInDir(["calib1", other]) == other
     assert list_lines(f, other)[-1] == "__command__ start calib1"
@@ -203,6 +304,7 @@ def test_reingest_one_scan_and_a_whole_beamtime(beamtime_factory, scicat_server,
     wait_for(lambda: proxy.IngestedCount == 2, timeout=TIMEOUT)
     middle = len(scicat_server.requests_matching(path=r"/Datasets"))
     assert middle > before
+    f.write_nexus_scan("scan_00001", title="a corrected title")  # a change to push
     progress = subscribe(proxy, "ReingestProgress")
     assert proxy.Reingest("") == BT
     wait_for(lambda: progress.seen(lambda v: v.startswith("1/")), timeout=TIMEOUT)

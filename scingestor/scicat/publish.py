@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-STRATEGIES = ("no", "patch", "mixed", "create")
 #: Fields a current backend refuses in a PATCH body, whatever the configuration.
 NEVER_PATCHED = ("pid", "type")
 #: Upper bound of version candidates tried (guards against a server that finds every pid).
@@ -120,8 +119,7 @@ class DatasetPublisher:
         self._cfg = cfg
         self._client = client
         self._prefix = cfg.dataset_pid_prefix or ""
-        strategy = str(cfg.dataset_update_strategy or "patch").lower()
-        self._strategy = strategy if strategy in STRATEGIES else "patch"
+        self._strategy = cfg.dataset_update_strategy  # validated, lower-case
 
     # -- paths -------------------------------------------------------------
     def _dataset_path(self, full_pid: str) -> str:

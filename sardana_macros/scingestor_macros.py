@@ -1,0 +1,384 @@
+"""SciCat measurement macros and the auto-grouping post-scan hook.
+
+The macros write measurement commands into the dataset list file of the scan
+directory (``ScanDir``), which the SciCat ingestor follows:
+
+* ``start_measurement [name] [scandir] [conf]`` - close the current
+  measurement of the directory (if any) and start ``name``;
+* ``make_measurement name [scandir] [conf]`` - as ``start_measurement`` and
+  add the last scan to the new measurement;
+* ``update_measurement`` - send the current measurement now, keep it open;
+* ``stop_measurement`` - close the current measurement and send it;
+* ``show_current_measurement`` - print the current measurement (and the
+  ingestor device's state);
+* ``scicat_post_scan`` - post-scan hook listing the finished scan and, with
+  ``SciCatAutoGrouping``, grouping it; register it with
+  ``defgh scicat_post_scan post-scan``.
+
+When ``SciCatIngestorDevice`` names a ``SciCatIngestor`` Tango device the
+measurement macros call its commands; otherwise, or when the device cannot be
+reached or refuses, they append the same records to the list file themselves.
+``conf`` (optional) selects that route for one call: a device name, or
+``file`` to write the list file directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import tango
+from sardana.macroserver.macro import Macro, Type
+from sardana.macroserver.msexception import UnknownEnv
+
+try:  # loaded from the MacroPath directory: the helper is a sibling module
+    import scicat_records as records
+except ImportError:  # imported as part of the installed package
+    from sardana_macros import scicat_records as records
+
+__all__ = [
+    "start_measurement",
+    "make_measurement",
+    "update_measurement",
+    "stop_measurement",
+    "show_current_measurement",
+    "scicat_post_scan",
+]
+
+__docformat__ = "restructuredtext"
+
+logger = logging.getLogger(__name__)
+
+DEVICE_VAR = "SciCatIngestorDevice"
+FILE_ROUTE = "file"
+ENV_NAMES = (
+    "ScanDir", "ScanFile", "ScanID", "ScanNames", "ScanNamesNoMetadata", "ScanNamesNoGrouping",
+    "AppendSciCatDataset", "NXSAppendSciCatDataset", "SciCatAutoGrouping",
+    records.MEASUREMENTS_VAR, "BeamtimeFilePath", "BeamtimeFilePrefix", "BeamtimeFileExt",
+    "SciCatDatasetListFileLocal", "SciCatDatasetListFilePrefix", "SciCatDatasetListFileExt",
+    "NeXusSelectorDevice", "NeXusSkipAcquisitionModes", DEVICE_VAR,
+)
+
+
+# ------------------------------------------------------------------------ helpers
+def _environment(macro: Macro) -> Dict[str, Any]:
+    """The environment variables the SciCat records depend on (unset ones absent)."""
+    env: Dict[str, Any] = {}
+    for name in ENV_NAMES:
+        try:
+            env[name] = macro.getEnv(name)
+        except UnknownEnv:
+            continue
+    return env
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, tango.DevFailed) and exc.args:
+        return str(getattr(exc.args[0], "desc", exc)).strip().splitlines()[0]
+    return str(exc)
+
+
+def _append(macro: Macro, env: Dict[str, Any], lines: Sequence[str]) -> bool:
+    """Append ``lines`` to the list file in one locked write; report errors."""
+    try:
+        path = records.list_file(env)
+        records.append_records(path, lines)
+    except records.RecordError as exc:
+        macro.error("SciCat list file not written: %s", exc)
+        return False
+    for line in lines:
+        macro.output("Appending '%s' to %s", line, path)
+    return True
+
+
+def _device(macro: Macro, env: Dict[str, Any], conf: str = "",
+            fallback: str = "writing the list file directly") -> Optional[Any]:
+    """The reachable ingestor device chosen by ``conf`` / ``SciCatIngestorDevice``."""
+    name = (conf or "").strip() or str(env.get(DEVICE_VAR) or "").strip()
+    if not name or name == FILE_ROUTE:
+        return None
+    try:
+        device = tango.DeviceProxy(name)
+        device.ping()
+    except tango.DevFailed as exc:
+        macro.warning("SciCat ingestor device '%s' cannot be reached (%s): %s",
+                      name, _reason(exc), fallback)
+        return None
+    return device
+
+
+def _device_command(macro: Macro, device: Any, directory: str, command: str,
+                    argin: Any = None) -> Tuple[bool, Any]:
+    """Point the device at ``directory`` and run ``command``; ``(ok, result)``."""
+    try:
+        device.write_attribute("ScanDir", directory)
+        if argin is None:
+            result = device.command_inout(command)
+        else:
+            result = device.command_inout(command, argin)
+    except tango.DevFailed as exc:
+        macro.warning("SciCat ingestor device '%s': %s failed (%s): "
+                      "writing the list file directly", device.dev_name(), command, _reason(exc))
+        return False, None
+    macro.debug("%s %s -> %r", device.dev_name(), command, result)
+    return True, result
+
+
+def _selector(macro: Macro, env: Dict[str, Any]) -> Tuple[bool, str]:
+    """``(appendentry, entryname)`` from ``NeXusSelectorDevice`` (defaults on failure)."""
+    name = str(env.get("NeXusSelectorDevice") or "").strip()
+    if not name:
+        return False, "scan"
+    try:
+        selector = tango.DeviceProxy(name)
+        appendentry = bool(selector.read_attribute("appendentry").value)
+        variables = json.loads(selector.read_attribute("configvariables").value or "{}")
+        entryname = str(variables.get("entryname") or "scan")
+    except (tango.DevFailed, ValueError, AttributeError) as exc:
+        macro.warning("NeXus selector '%s' cannot be read (%s): assuming one scan per file",
+                      name, _reason(exc))
+        return False, "scan"
+    return appendentry, entryname
+
+
+def _prepare(macro: Macro, scandir: str = "") -> Optional[Tuple[Dict[str, Any], str, Dict]]:
+    """Environment, list directory and measurement table; ``None`` after an error."""
+    if scandir.strip():
+        path = records.normalise_dir(scandir.strip())
+        macro.setEnv("ScanDir", path)
+    env = _environment(macro)
+    try:
+        directory = records.record_dir(env)
+    except records.RecordError as exc:
+        macro.error("%s", exc)
+        return None
+    return env, directory, records.measurements(env)
+
+
+def _store(macro: Macro, table: Dict[str, str]) -> None:
+    macro.setEnv(records.MEASUREMENTS_VAR, dict(table))
+
+
+def _start(macro: Macro, name: str, scandir: str, conf: str,
+           with_last_scan: bool) -> None:
+    """Common part of ``start_measurement`` and ``make_measurement``."""
+    if name.strip():
+        try:
+            name = records.check_name(name)
+        except records.RecordError as exc:
+            macro.error("%s", exc)
+            return
+    elif with_last_scan:
+        macro.error("make_measurement needs a measurement name")
+        return
+    prepared = _prepare(macro, scandir)
+    if prepared is None:
+        return
+    env, directory, table = prepared
+    old = table.get(directory, "")
+    if not name and not old:
+        macro.output("No measurement is open in '%s': nothing to stop", directory)
+        return
+    done = False
+    device = _device(macro, env, conf)
+    if device is not None:
+        if name:
+            done, _ = _device_command(macro, device, directory, "StartMeasurementInDir",
+                                      [name, directory])
+        else:
+            done, _ = _device_command(macro, device, directory, "StopMeasurement")
+        # the last scan is known exactly here (ScanFile/ScanID); the device's
+        # MakeMeasurement would take the last list line, which may be a measurement
+        if done and with_last_scan:
+            lines = _last_scan_lines(macro, env)
+            if lines and not _append(macro, env, lines):
+                return
+    if not done:
+        lines: List[str] = records.close_lines(old) if old else []
+        if name:
+            lines.append(f"__command__ start {name}")
+        if with_last_scan:
+            lines.extend(_last_scan_lines(macro, env))
+        if not _append(macro, env, lines):
+            return
+    if old:
+        table.pop(directory, None)
+        macro.output("Measurement '%s' in '%s' stopped", old, directory)
+    if name:
+        table[directory] = name
+        macro.output("Measurement '%s' in '%s' started", name, directory)
+    _store(macro, table)
+
+
+def _last_scan_lines(macro: Macro, env: Dict[str, Any]) -> List[str]:
+    """The re-ingest line of the last scan for ``make_measurement`` (no auto grouping)."""
+    appendentry, entryname = _selector(macro, env)
+    try:
+        lines, _ = records.dataset_lines(env, reingest=True, appendentry=appendentry,
+                                         entryname=entryname, grouping=False)
+    except records.RecordError as exc:
+        macro.warning("The last scan is not added: %s", exc)
+        return []
+    if not lines:
+        macro.warning("The last scan is not added: neither AppendSciCatDataset nor "
+                      "NXSAppendSciCatDataset is set, or ScanFile is empty")
+    return lines
+
+
+# ------------------------------------------------------------------------- macros
+class start_measurement(Macro):
+    """Start a SciCat measurement in the scan directory.
+
+    The measurement currently open in the directory (if any) is closed and
+    sent first.  Without a name only that closing happens.  ``scandir``, when
+    given, becomes the new ``ScanDir``.  ``conf`` chooses the route for this
+    call: a SciCatIngestor device name, or ``file`` to write the dataset list
+    file directly (default: the ``SciCatIngestorDevice`` environment variable,
+    else the file).
+    """
+
+    param_def = [
+        ["name", Type.String, "", "measurement name (no spaces)"],
+        ["scandir", Type.String, "", "scan directory (sets ScanDir)"],
+        ["conf", Type.String, "", "SciCatIngestor device name, or 'file'"],
+    ]
+
+    def run(self, name: str, scandir: str, conf: str) -> None:
+        _start(self, name, scandir, conf, with_last_scan=False)
+
+
+class make_measurement(Macro):
+    """Start a SciCat measurement and add the last scan to it.
+
+    As ``start_measurement``; the last scan (``ScanFile``/``ScanID``) is listed
+    again with a ``:<time>`` suffix so the ingestor re-processes it inside the
+    new measurement (through the ingestor device: ``StartMeasurementInDir``,
+    then this line).
+    """
+
+    param_def = [
+        ["name", Type.String, "", "measurement name (no spaces)"],
+        ["scandir", Type.String, "", "scan directory (sets ScanDir)"],
+        ["conf", Type.String, "", "SciCatIngestor device name, or 'file'"],
+    ]
+
+    def run(self, name: str, scandir: str, conf: str) -> None:
+        _start(self, name, scandir, conf, with_last_scan=True)
+
+
+class update_measurement(Macro):
+    """Send the current SciCat measurement of the scan directory now and keep it open."""
+
+    def run(self) -> None:
+        prepared = _prepare(self)
+        if prepared is None:
+            return
+        env, directory, table = prepared
+        current = table.get(directory, "")
+        if not current:
+            self.warning("No measurement is open in '%s': nothing to update", directory)
+            return
+        device = _device(self, env)
+        done = False
+        if device is not None:
+            done, _ = _device_command(self, device, directory, "UpdateMeasurement")
+        if not done:
+            lines = records.close_lines(current) + [f"__command__ start {current}"]
+            if not _append(self, env, lines):
+                return
+        self.output("Measurement '%s' in '%s' updated", current, directory)
+
+
+class stop_measurement(Macro):
+    """Close the current SciCat measurement of the scan directory and send it."""
+
+    def run(self) -> None:
+        prepared = _prepare(self)
+        if prepared is None:
+            return
+        env, directory, table = prepared
+        current = table.get(directory, "")
+        device = _device(self, env)
+        done = False
+        if device is not None:
+            done, _ = _device_command(self, device, directory, "StopMeasurement")
+        if not done:
+            lines = records.close_lines(current) if current else ["__command__ stop"]
+            if not _append(self, env, lines):
+                return
+        if current:
+            table.pop(directory, None)
+            _store(self, table)
+            self.output("Measurement '%s' in '%s' stopped", current, directory)
+        else:
+            self.output("No measurement was open in '%s'", directory)
+
+
+class show_current_measurement(Macro):
+    """Show the current SciCat measurement of the scan directory.
+
+    With ``SciCatIngestorDevice`` set, the device's queue length, last
+    ingested scan and last error are shown as well.
+    """
+
+    def run(self) -> None:
+        prepared = _prepare(self)
+        if prepared is None:
+            return
+        env, directory, table = prepared
+        current = table.get(directory, "")
+        if current:
+            self.output("Current Measurement for '%s' is '%s'", directory, current)
+        else:
+            self.output("Current Measurement for '%s' not set", directory)
+        device = _device(self, env, fallback="no ingestor status")
+        if device is None:
+            return
+        try:
+            values = {
+                attr: device.read_attribute(attr).value
+                for attr in ("QueueLength", "LastIngestedScan", "LastError")
+            }
+        except tango.DevFailed as exc:
+            self.warning("SciCat ingestor device '%s' cannot be read: %s",
+                         device.dev_name(), _reason(exc))
+            return
+        self.output("SciCat ingestor '%s': queue length %s, last ingested scan '%s', "
+                    "last error '%s'", device.dev_name(), values["QueueLength"],
+                    values["LastIngestedScan"] or "", values["LastError"] or "")
+
+
+class scicat_post_scan(Macro):
+    """Post-scan hook: list the finished scan for SciCat and group it.
+
+    Register it once with ``defgh scicat_post_scan post-scan``.  The scan line
+    is appended when ``AppendSciCatDataset`` is true (NeXus scans are left to
+    the NeXus writer when ``NXSAppendSciCatDataset`` is true).  With
+    ``SciCatAutoGrouping`` the scan is put into the measurement named after
+    the scan file's base name, which is sent after every scan.
+    """
+
+    def run(self) -> None:
+        env = _environment(self)
+        if not (records.is_true(env.get("AppendSciCatDataset"))
+                or records.is_true(env.get("NXSAppendSciCatDataset"))):
+            return
+        appendentry, entryname = _selector(self, env)
+        try:
+            lines, table = records.dataset_lines(env, appendentry=appendentry,
+                                                 entryname=entryname)
+        except records.RecordError as exc:
+            self.error("SciCat list file not written: %s", exc)
+            return
+        if not lines:
+            return
+        try:
+            path = records.list_file(env)
+            records.append_records(path, lines)
+        except records.RecordError as exc:
+            self.error("SciCat list file not written: %s", exc)
+            return
+        self.output("Appending '%s' to %s", "\n".join(lines), path)
+        if table is not None:
+            _store(self, table)

@@ -1,0 +1,42 @@
+"""Smoke test of the benchmark: ``bench/run.py --quick`` runs and prints every figure.
+
+The measured values are never checked here (they depend on the machine); the
+benchmark itself prints OK/MISSED beside each target.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench", "run.py")
+
+FIGURES = (
+    "single-scan latency",
+    "burst ingestion time",
+    "CPU per scan (burst)",
+    "settle time, many dirs",
+    "idle CPU, many dirs",
+    "stop time, many dirs",
+    "threads, few dirs",
+    "threads, many dirs",
+    "resident memory",
+    "reingest cold",
+    "reingest unchanged",
+)
+
+
+def test_quick_benchmark_runs_and_prints_every_figure():
+    result = subprocess.run(
+        [sys.executable, BENCH, "--quick"], capture_output=True, text=True, timeout=300,
+        stdin=subprocess.DEVNULL, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = result.stdout
+    assert "figure" in table and "measured" in table and "target" in table
+    for name in FIGURES:
+        rows = [line for line in table.splitlines() if line.startswith(name + " ")]
+        assert rows, f"{name!r} missing from:\n{table}"
+        assert rows[0].rstrip().endswith(("OK", "MISSED")), rows[0]
