@@ -202,7 +202,6 @@ class IngestorService:
 
     # -- watcher sink -------------------------------------------------------------------------
     def beamtime_added(self, bt: Beamtime) -> None:
-        logger.info("Beamtime %s watched: %s", bt.beamtime_id, bt.path)
         with self._lock:
             self._beamtimes[bt.path] = bt
 
@@ -212,7 +211,6 @@ class IngestorService:
             self._beamtimes.pop(path, None)
 
     def list_found(self, ctx: ScanDirContext) -> None:
-        logger.info("Dataset list found: %s", ctx.list_path)
         self._schedule(ctx, delay=0.0)
 
     def list_changed(self, ctx: ScanDirContext) -> None:

@@ -185,8 +185,17 @@ def list_lines(factory: Any, scandir: Any = None) -> List[str]:
         return [line for line in handle.read().split("\n") if line.strip()]
 
 
+def wait_device(proxy: Any, predicate: Callable[[], Any], what: str) -> None:
+    """Wait for ``predicate``; on time-out fail with the device's status report."""
+    try:
+        wait_for(predicate, timeout=TIMEOUT)
+    except TimeoutError:
+        raise AssertionError(f"{what}: not reached within {TIMEOUT} s; device status: "
+                             f"{proxy.StatusReport}") from None
+
+
 def wait_state(proxy: Any, state: Any) -> None:
-    wait_for(lambda: proxy.state() == state, timeout=TIMEOUT)
+    wait_device(proxy, lambda: proxy.state() == state, f"state {state}")
 
 
 def test_appended_scans_move_the_attributes_and_push_change_events(
@@ -276,15 +285,15 @@ def test_scan_dir_selects_the_directory_of_the_measurement_commands(
     touch_list(f)
     touch_list(f, other)
     proxy = start_device()
-    wait_for(lambda: other in json.loads(proxy.StatusReport)["watched_scandirs"],
-             timeout=TIMEOUT)
+    wait_device(proxy, lambda: other in json.loads(proxy.StatusReport)["watched_scandirs"],
+                f"{other} watched")
     wait_state(proxy, DevState.ON)
     assert proxy.StartMeasurementInDir(["calib1", other]) == other
     assert list_lines(f, other)[-1] == "__command__ start calib1"
     assert list_lines(f) == []
     proxy.ScanDir = other
     assert proxy.ScanDir == other
-    wait_for(lambda: proxy.CurrentMeasurement == "calib1", timeout=TIMEOUT)
+    wait_device(proxy, lambda: proxy.CurrentMeasurement == "calib1", "calib1 current")
     assert proxy.StopMeasurement() == "calib1"
     assert list_lines(f, other)[-2] == "__command__ stop"
     proxy.ScanDir = ""
