@@ -55,6 +55,7 @@ class IngestorService:
         self._measurements: dict[str, str] = {}
         self._failed_keys: set[tuple[str, str]] = set()
         self._postpone_attempts = 0
+        self._scicat_problem = ""
         self._busy = False
         self._worker: Optional[threading.Thread] = None
         self._watcher: Optional[Watcher] = None
@@ -164,9 +165,9 @@ class IngestorService:
             state, text = State.FAULT, self._fault
         elif self._worker is None:
             state, text = State.OFF, "Stopped: not watching."
-        elif not reachable and self._client is not None and self._client.last_error:
+        elif self._scicat_problem:
             state = State.ALARM
-            text = f"SciCat at {self._cfg.scicat_url} cannot be used: {self._client.last_error}"
+            text = f"SciCat at {self._cfg.scicat_url} cannot be used: {self._scicat_problem}"
         elif pending:
             state = State.ALARM
             text = (
@@ -309,6 +310,8 @@ class IngestorService:
             logger.warning(
                 "%s: SciCat not usable (%s); retrying in %.1f s", ctx.list_path, exc, delay
             )
+            with self._lock:
+                self._scicat_problem = str(exc)
             self._error(str(exc))
             self._reschedule(ctx, delay)
             return
@@ -321,6 +324,7 @@ class IngestorService:
             return
         self._postpone_attempts = 0
         with self._lock:
+            self._scicat_problem = ""
             self._waiting[ctx.list_path] = result.waiting
             self._set_measurement(ctx, result.measurement)
         if result.retry_at is not None:

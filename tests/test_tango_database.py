@@ -26,6 +26,7 @@ tango = pytest.importorskip("tango")
 
 from scingestor.testing import BeamtimeFactory, DevServerHandle, start_dev_server  # noqa: E402
 from scingestor.testing.setup import wait_for, write_config  # noqa: E402
+from scingestor.testing.tango_env import DeviceServer, TangoDatabase  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -36,95 +37,21 @@ BT = "99001234"
 TIMEOUT = 60.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class TangoHost:
+class TangoHost(TangoDatabase):
     """A running PyTango SQLite database server and the environment to reach it."""
 
     def __init__(self, workdir: str) -> None:
-        self.workdir = workdir
-        self.port = _free_port()
-        self.host = f"127.0.0.1:{self.port}"
-        self.env = dict(os.environ, TANGO_HOST=self.host, ORBscanGranularity="1",
-                        PYTHONPATH=os.pathsep.join(
-                            filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
-        out = open(os.path.join(workdir, "databaseds.out"), "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tango.databaseds.database", "2"],
-            cwd=workdir, env=self.env, stdout=out, stderr=subprocess.STDOUT)
-        out.close()
-        self.db = wait_for(self._connect, timeout=TIMEOUT, interval=0.2)
-
-    def _connect(self) -> Any:
-        if self.process.poll() is not None:
-            raise RuntimeError("the Tango database server exited")
-        try:
-            db = tango.Database("127.0.0.1", self.port)
-            db.get_info()
-        except tango.DevFailed:
-            return None
-        return db
-
-    def proxy(self, name: str) -> Any:
-        return tango.DeviceProxy(f"tango://{self.host}/{name}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        super().__init__(workdir, extra_env={
+            "ORBscanGranularity": "1",
+            "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))})
+        self.start(TIMEOUT)
 
 
-class ServerProcess:
+def ServerProcess(tango_host: TangoHost, workdir: str) -> DeviceServer:
     """``python -m tango_ds.SciCatIngestor test``, the way Starter runs an executable."""
-
-    def __init__(self, tango_host: TangoHost, workdir: str) -> None:
-        self.tango_host = tango_host
-        self.output = os.path.join(workdir, "SciCatIngestor.out")
-        with open(self.output, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tango_ds.SciCatIngestor", "test"],
-                cwd=workdir, env=tango_host.env, stdout=out, stderr=subprocess.STDOUT)
-        # connect only once Tango says the server is ready (never during its start-up)
-        wait_for(self._ready, timeout=TIMEOUT, interval=0.1)
-        self.proxy = wait_for(self._connect, timeout=TIMEOUT, interval=0.2)
-        self.proxy.set_timeout_millis(20000)
-
-    def _ready(self) -> bool:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"the device server exited:\n{self.log()}")
-        return self.log().count("Ready to accept request") > 0
-
-    def _connect(self) -> Any:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"the device server exited:\n{self.log()}")
-        try:
-            proxy = self.tango_host.proxy(DEVICE)
-            proxy.ping()
-        except tango.DevFailed:
-            return None
-        return proxy
-
-    def terminate(self, signum: int = signal.SIGTERM) -> int:
-        """Send ``signum`` and return the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-            try:
-                self.process.wait(TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-    def log(self) -> str:
-        with open(self.output, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
+    assert os.path.samefile(workdir, tango_host.workdir)
+    return DeviceServer(tango_host, [sys.executable, "-m", "tango_ds.SciCatIngestor", "test"],
+                        DEVICE, "SciCatIngestor.out").start(TIMEOUT)
 
 
 @pytest.fixture(scope="module")
@@ -167,20 +94,13 @@ def properties(factory: BeamtimeFactory, module_scicat: DevServerHandle,
 @pytest.fixture(scope="module")
 def registered(tango_host: TangoHost, properties: Dict[str, Any]) -> Dict[str, Any]:
     """Register the server and its properties as Jive's 'Create server' wizard does."""
-    info = tango.DbDevInfo()
-    info.name = DEVICE
-    info._class = "SciCatIngestor"
-    info.server = SERVER
-    tango_host.db.add_server(SERVER, [info])
-    tango_host.db.put_device_property(
-        DEVICE, {name: [str(value).lower() if isinstance(value, bool) else str(value)]
-                 for name, value in properties.items()})
+    tango_host.register_server(SERVER, "SciCatIngestor", DEVICE, properties)
     return properties
 
 
 @pytest.fixture(scope="module")
 def server(tango_host: TangoHost, registered: Dict[str, Any],
-           workdir: str) -> Iterator[ServerProcess]:
+           workdir: str) -> Iterator[DeviceServer]:
     process = ServerProcess(tango_host, workdir)
     yield process
     process.terminate()

@@ -1,0 +1,285 @@
+"""``IngestorPanel``: a Taurus panel for one ``SciCatIngestor`` Tango device.
+
+The panel shows the ingestion status (state and status, current measurement, queue
+length, ingested and failed counts, last ingested scan, last error and its time, SciCat
+reachability, scan directory and re-ingestion progress) with Taurus widgets, so every
+value follows the device's change events. Below it, buttons start and stop a
+measurement and re-ingest a scan or the whole beamtime. The result of a command, or
+the device's error message when it fails, is shown in the message line at the bottom.
+
+Set the model to the device name, e.g. ``p00/scicatingestor/1``,
+``tango://tango-host:10000/p00/scicatingestor/1`` or, for a server without a
+database, ``tango://host:port/p00/scicatingestor/1#dbase=no``. Used as a TaurusGUI
+panel, the class path is ``scingestor_gui.panel:IngestorPanel`` and the panel
+description's ``model`` is that device name (see docs/panel.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import tango
+from taurus.core.taurusdevice import TaurusDevice
+from taurus.external.qt import Qt
+from taurus.qt.qtgui.container import TaurusWidget
+from taurus.qt.qtgui.display import TaurusLabel, TaurusLed
+
+logger = logging.getLogger(__name__)
+
+#: (attribute, row label, tool tip) of the status rows, top to bottom.
+STATUS_ROWS: Tuple[Tuple[str, str, str], ...] = (
+    ("State", "State", "Tango state of the ingestor device"),
+    ("Status", "Status", "Why the device is in its state"),
+    ("CurrentMeasurement", "Current measurement",
+     "Measurement open in the scan directory (empty: none)"),
+    ("ScanDir", "Scan directory",
+     "Scan directory the commands act on (empty: the most recently active one)"),
+    ("QueueLength", "Queue length", "List entries waiting to be ingested"),
+    ("IngestedCount", "Ingested datasets", "Datasets ingested since the service started"),
+    ("FailedCount", "Failed ingestions", "Failed ingestion attempts since the service started"),
+    ("LastIngestedScan", "Last ingested scan", "Scan or measurement ingested last"),
+    ("LastError", "Last error", "The last ingestion or SciCat error (empty: none)"),
+    ("LastErrorTime", "Last error time", "When the last error happened (ISO 8601)"),
+    ("SciCatReachable", "SciCat reachable", "True when the last request to SciCat was answered"),
+    ("ReingestProgress", "Re-ingestion progress",
+     "n/total list-file while a whole beamtime is re-ingested"),
+)
+
+_WRAPPED = ("Status", "LastError")
+_ERROR_STYLE = "color: #b00000; font-weight: bold;"
+_COMMAND_TIMEOUT_MS = 10000
+
+
+def attribute_model(device: str, attribute: str) -> str:
+    """The Taurus model name of ``attribute`` of ``device``.
+
+    A ``#dbase=no`` fragment of the device name stays at the end, as Taurus expects:
+    ``tango://h:1234/a/b/c#dbase=no`` gives ``tango://h:1234/a/b/c/State#dbase=no``.
+    """
+    base, separator, fragment = device.strip().partition("#")
+    return f"{base.rstrip('/')}/{attribute}{separator}{fragment}"
+
+
+def _device_error(exc: BaseException) -> str:
+    """A one-line message for an exception raised by a device call."""
+    if isinstance(exc, tango.DevFailed) and exc.args:
+        descriptions = [str(error.desc).strip() for error in exc.args if str(error.desc).strip()]
+        if descriptions:
+            return " ".join(descriptions[0].split())
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class IngestorPanel(TaurusWidget):
+    """Status and control panel of a ``SciCatIngestor`` device (the model: a device name).
+
+    Public members useful to scripts and tests: :meth:`valueWidget` (the Taurus widget
+    showing an attribute), ``measurementEdit``, ``startButton``, ``stopButton``,
+    ``scanEdit``, ``reingestButton``, :meth:`message` and the signal
+    ``commandFinished(command, ok, message)`` emitted after every command.
+    """
+
+    commandFinished = Qt.pyqtSignal(str, bool, str)
+
+    def __init__(self, parent: Optional[Qt.QWidget] = None, designMode: bool = False) -> None:
+        TaurusWidget.__init__(self, parent, designMode=designMode)
+        self._values: Dict[str, TaurusLabel] = {}
+        self._leds: Dict[str, TaurusLed] = {}
+        layout = Qt.QVBoxLayout(self)
+        self._title = Qt.QLabel("SciCat ingestor: no device")
+        font = self._title.font()
+        font.setBold(True)
+        font.setPointSizeF(font.pointSizeF() * 1.2)
+        self._title.setFont(font)
+        self._title.setTextInteractionFlags(Qt.Qt.TextSelectableByMouse)
+        layout.addWidget(self._title)
+        layout.addWidget(self._build_status())
+        layout.addWidget(self._build_measurement())
+        layout.addWidget(self._build_reingest())
+        self._message = Qt.QLabel("")
+        self._message.setWordWrap(True)
+        self._message.setTextInteractionFlags(Qt.Qt.TextSelectableByMouse)
+        self._message.setMinimumHeight(self._message.fontMetrics().height() * 2)
+        layout.addWidget(self._message)
+        layout.addStretch(1)
+        self._set_controls_enabled(False)
+
+    # -- construction ----------------------------------------------------------------------------
+    def _build_status(self) -> Qt.QGroupBox:
+        box = Qt.QGroupBox("Ingestion status")
+        form = Qt.QFormLayout(box)
+        form.setFieldGrowthPolicy(Qt.QFormLayout.AllNonFixedFieldsGrow)
+        for attribute, text, tip in STATUS_ROWS:
+            label = TaurusLabel()
+            label.setToolTip(tip)
+            label.setSizePolicy(Qt.QSizePolicy.Expanding, Qt.QSizePolicy.Preferred)
+            if attribute == "State":
+                label.setBgRole("value")  # the Tango state colours
+            if attribute in _WRAPPED:
+                label.setWordWrap(True)
+            self._values[attribute] = label
+            field: Qt.QWidget = label
+            if attribute == "SciCatReachable":
+                led = TaurusLed()
+                led.setOffColor("red")
+                led.setToolTip(tip)
+                self._leds[attribute] = led
+                field = Qt.QWidget()
+                row = Qt.QHBoxLayout(field)
+                row.setContentsMargins(0, 0, 0, 0)
+                row.addWidget(led)
+                row.addWidget(label, 1)
+            caption = Qt.QLabel(text + ":")
+            caption.setToolTip(tip)
+            form.addRow(caption, field)
+        return box
+
+    def _build_measurement(self) -> Qt.QGroupBox:
+        box = Qt.QGroupBox("Measurement")
+        row = Qt.QHBoxLayout(box)
+        self.measurementEdit = Qt.QLineEdit()
+        self.measurementEdit.setPlaceholderText("measurement name")
+        self.measurementEdit.setToolTip("Name of the measurement to start (no spaces)")
+        self.startButton = Qt.QPushButton("Start measurement")
+        self.startButton.setToolTip("StartMeasurement(name): closes the open measurement, "
+                                    "if any, and opens this one")
+        self.stopButton = Qt.QPushButton("Stop measurement")
+        self.stopButton.setToolTip("StopMeasurement(): closes the open measurement and "
+                                   "ingests its dataset")
+        row.addWidget(Qt.QLabel("Name:"))
+        row.addWidget(self.measurementEdit, 1)
+        row.addWidget(self.startButton)
+        row.addWidget(self.stopButton)
+        self.startButton.clicked.connect(self.startMeasurement)
+        self.measurementEdit.returnPressed.connect(self.startMeasurement)
+        self.stopButton.clicked.connect(self.stopMeasurement)
+        return box
+
+    def _build_reingest(self) -> Qt.QGroupBox:
+        box = Qt.QGroupBox("Re-ingestion")
+        row = Qt.QHBoxLayout(box)
+        self.scanEdit = Qt.QLineEdit()
+        self.scanEdit.setPlaceholderText("scan name (empty: whole beamtime)")
+        self.scanEdit.setToolTip("Scan to re-ingest; leave it empty to re-ingest every list "
+                                 "of the beamtime")
+        self.reingestButton = Qt.QPushButton("Reingest")
+        self.reingestButton.setToolTip("Reingest(scan): one scan, or the whole beamtime when "
+                                       "the field is empty")
+        row.addWidget(Qt.QLabel("Scan:"))
+        row.addWidget(self.scanEdit, 1)
+        row.addWidget(self.reingestButton)
+        self.reingestButton.clicked.connect(self.reingest)
+        self.scanEdit.returnPressed.connect(self.reingest)
+        return box
+
+    # -- model -----------------------------------------------------------------------------------
+    def getModelClass(self, **kwargs: Any) -> type:
+        """The model of the panel is a device."""
+        return TaurusDevice
+
+    def setModel(self, model: Any, **kwargs: Any) -> None:
+        """Show the device ``model`` (a device name; empty: none)."""
+        TaurusWidget.setModel(self, model, **kwargs)
+        device = str(model or "").strip()
+        for attribute, label in self._values.items():
+            label.setModel(attribute_model(device, attribute) if device else "")
+        for attribute, led in self._leds.items():
+            led.setModel(attribute_model(device, attribute) if device else "")
+        self._title.setText(f"SciCat ingestor: {device}" if device else
+                            "SciCat ingestor: no device")
+        self._set_controls_enabled(bool(device))
+        self._show("")
+        if device and self.getModelObj() is None:
+            self._show(f"{device!r} is not a valid Tango device name.", error=True)
+
+    def valueWidget(self, attribute: str) -> TaurusLabel:
+        """The Taurus label showing ``attribute`` (one of :data:`STATUS_ROWS`)."""
+        return self._values[attribute]
+
+    def ledWidget(self, attribute: str = "SciCatReachable") -> TaurusLed:
+        """The Taurus LED of a boolean attribute (only ``SciCatReachable``)."""
+        return self._leds[attribute]
+
+    def attributeNames(self) -> List[str]:
+        """The attributes the panel shows, top to bottom."""
+        return [attribute for attribute, _, _ in STATUS_ROWS]
+
+    def message(self) -> str:
+        """The text of the message line (result or error of the last command)."""
+        return self._message.text()
+
+    # -- commands --------------------------------------------------------------------------------
+    def startMeasurement(self) -> None:
+        """Run ``StartMeasurement`` with the name field."""
+        name = self.measurementEdit.text().strip()
+        self._run("StartMeasurement", name,
+                  lambda scandir: f"Measurement {name!r} started in {scandir}.")
+
+    def stopMeasurement(self) -> None:
+        """Run ``StopMeasurement``."""
+        self._run("StopMeasurement", None,
+                  lambda name: f"Measurement {name!r} stopped; its dataset is being ingested."
+                  if name else "No measurement was open.")
+
+    def reingest(self) -> None:
+        """Run ``Reingest`` with the scan field (empty: the whole beamtime)."""
+        scan = self.scanEdit.text().strip()
+        if scan:
+            self._run("Reingest", scan, lambda result: f"Scan {result!r} queued for re-ingestion.")
+        else:
+            self._run("Reingest", "", lambda result: f"Re-ingesting beamtime {result} in the "
+                      "background (see Re-ingestion progress).")
+
+    def _run(self, command: str, argument: Optional[str],
+             describe: Callable[[Any], str]) -> None:
+        """Call ``command`` on the device; show the result or the error in the message line."""
+        try:
+            proxy = self._proxy()
+            Qt.QApplication.setOverrideCursor(Qt.Qt.WaitCursor)
+            try:
+                timeout = proxy.get_timeout_millis()
+                proxy.set_timeout_millis(max(timeout, _COMMAND_TIMEOUT_MS))
+                try:
+                    if argument is None:
+                        result = proxy.command_inout(command)
+                    else:
+                        result = proxy.command_inout(command, argument)
+                finally:
+                    proxy.set_timeout_millis(timeout)
+            finally:
+                Qt.QApplication.restoreOverrideCursor()
+        except Exception as exc:  # every failure goes to the message line, not a traceback
+            text = f"{command} failed: {_device_error(exc)}"
+            logger.warning("%s on %s: %s", command, self.getModel(), text)
+            self._show(text, error=True)
+            self.commandFinished.emit(command, False, text)
+            return
+        text = describe(result)
+        logger.info("%s on %s: %s", command, self.getModel(), text)
+        self._show(text)
+        self.commandFinished.emit(command, True, text)
+
+    def _proxy(self) -> tango.DeviceProxy:
+        device = self.getModelObj()
+        if device is None:
+            raise RuntimeError(f"no valid device is set (model {self.getModel()!r})")
+        proxy = device.getDeviceProxy()
+        if proxy is None:
+            raise RuntimeError(f"cannot connect to {device.getFullName()}")
+        return proxy
+
+    def _show(self, text: str, error: bool = False) -> None:
+        stamp = time.strftime("%H:%M:%S ") if text else ""
+        self._message.setStyleSheet(_ERROR_STYLE if error else "")
+        self._message.setText(stamp + text)
+
+    def _set_controls_enabled(self, enabled: bool) -> None:
+        for widget in (self.measurementEdit, self.startButton, self.stopButton,
+                       self.scanEdit, self.reingestButton):
+            widget.setEnabled(enabled)
+
+    @classmethod
+    def getQtDesignerPluginInfo(cls) -> Optional[Dict[str, Any]]:
+        """Not offered in Qt Designer."""
+        return None
