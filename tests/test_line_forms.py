@@ -34,8 +34,9 @@ def run_service(beamtime_factory, scicat_server):
         service.stop()
 
 
-def test_posted_dataset_equals_nxsfileinfo_output(beamtime_factory, scicat_server, run_service,
-                                                  tmp_path):
+def test_posted_dataset_equals_nxsfileinfo_output(
+    beamtime_factory, scicat_server, run_service, tmp_path
+):
     f = beamtime_factory
     master = f.write_nexus_scan("cmp_00001", png=True)
     f.append_list(None, "cmp_00001")
@@ -45,18 +46,41 @@ def test_posted_dataset_equals_nxsfileinfo_output(beamtime_factory, scicat_serve
     expected_path = tmp_path / "expected.scan.json"
     env = dict(os.environ, PATH=os.path.dirname(NXSFILEINFO) + ":" + os.environ["PATH"])
     subprocess.run(
-        [NXSFILEINFO, "metadata", "-k4", "-o", str(expected_path),
-         "--id-format", "{proposalId}.{beamtimeId}", "-z", "", "-e", "",
-         "-b", f.metadata_path, "-p", f"{BT}/cmp_00001", "-w", f"{BT}-dmgt",
-         "-c", f"{BT}-dmgt,{BT}-clbt,{BT}-part,p00dmgt,p00staff", master,
-         "-r", "raw", "--add-empty-units"],
-        check=True, env=env, capture_output=True,
+        [
+            NXSFILEINFO,
+            "metadata",
+            "-k4",
+            "-o",
+            str(expected_path),
+            "--id-format",
+            "{proposalId}.{beamtimeId}",
+            "-z",
+            "",
+            "-e",
+            "",
+            "-b",
+            f.metadata_path,
+            "-p",
+            f"{BT}/cmp_00001",
+            "-w",
+            f"{BT}-dmgt",
+            "-c",
+            f"{BT}-dmgt,{BT}-clbt,{BT}-part,p00dmgt,p00staff",
+            master,
+            "-r",
+            "raw",
+            "--add-empty-units",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
     )
     assert posted == json.loads(expected_path.read_text())
 
 
 def test_detector_dirs_multi_entry_fio_and_missing_master(
-        beamtime_factory, scicat_server, run_service):
+    beamtime_factory, scicat_server, run_service
+):
     f = beamtime_factory
     f.write_nexus_scan("det_00001")
     f.write_detector_files("pilatus1", 2, detector="frame")
@@ -77,7 +101,9 @@ def test_detector_dirs_multi_entry_fio_and_missing_master(
     for name in ("det_00001", "multi_00001", "multi_00002", "fio_00001", "nofile_00001"):
         wait_for(lambda n=name: scicat_server.dataset(f"{BT}/{n}"))
     service.wait_idle()
-    paths = [item["path"] for item in scicat_server.datablocks(f"{BT}/det_00001")[0]["dataFileList"]]
+    paths = [
+        item["path"] for item in scicat_server.datablocks(f"{BT}/det_00001")[0]["dataFileList"]
+    ]
     assert "det_00001.nxs" in paths
     assert any(p.startswith("pilatus1/frame_") for p in paths)
     assert "../lambda/l_00001.h5" in paths or any("lambda/l_00001.h5" in p for p in paths)
@@ -93,10 +119,12 @@ def test_detector_dirs_multi_entry_fio_and_missing_master(
     assert service.status().failed_count == 0
 
 
-@pytest.mark.parametrize("strategy, expect", [
-    ("patch", "PATCH"), ("mixed", "new"), ("create", "new"), ("no", "nothing")])
-def test_reingest_line_with_each_strategy(beamtime_factory, scicat_server, run_service,
-                                          strategy, expect):
+@pytest.mark.parametrize(
+    "strategy, expect", [("patch", "PATCH"), ("mixed", "new"), ("create", "new"), ("no", "nothing")]
+)
+def test_reingest_line_with_each_strategy(
+    beamtime_factory, scicat_server, run_service, strategy, expect
+):
     f = beamtime_factory
     f.write_nexus_scan("st_00001")
     f.append_list(None, "st_00001")
@@ -118,7 +146,9 @@ def test_reingest_line_with_each_strategy(beamtime_factory, scicat_server, run_s
         assert scicat_server.dataset(f"{BT}/st_00001")["contactEmail"] == "new.contact@example.org"
     elif expect == "new":
         assert not patches
-        assert scicat_server.dataset(f"{BT}/st_00001/2")["contactEmail"] == "new.contact@example.org"
+        assert (
+            scicat_server.dataset(f"{BT}/st_00001/2")["contactEmail"] == "new.contact@example.org"
+        )
         assert scicat_server.datablocks(f"{BT}/st_00001/2")
     else:
         assert not patches and scicat_server.dataset(f"{BT}/st_00001/2") is None
@@ -126,7 +156,8 @@ def test_reingest_line_with_each_strategy(beamtime_factory, scicat_server, run_s
 
 
 def test_refused_for_20_seconds_then_everything_goes_in_once(
-        beamtime_factory, scicat_server, run_service):
+    beamtime_factory, scicat_server, run_service
+):
     f = beamtime_factory
     names = [f"r_{index:05d}" for index in range(1, 5)]
     for name in names:
@@ -144,8 +175,9 @@ def test_refused_for_20_seconds_then_everything_goes_in_once(
 
 
 @pytest.mark.parametrize("content", ["", None])
-def test_empty_or_missing_credential_file(beamtime_factory, scicat_server, run_service,
-                                          tmp_path, content):
+def test_empty_or_missing_credential_file(
+    beamtime_factory, scicat_server, run_service, tmp_path, content
+):
     f = beamtime_factory
     credentials = tmp_path / "pwd"
     if content is not None:
@@ -163,7 +195,8 @@ def test_empty_or_missing_credential_file(beamtime_factory, scicat_server, run_s
 
 
 def test_beamtime_and_scan_dirs_appearing_while_running(
-        tmp_path, scicat_server, beamtime_factory, run_service):
+    tmp_path, scicat_server, beamtime_factory, run_service
+):
     from scingestor.testing import BeamtimeFactory
 
     base = tmp_path / "base"
