@@ -14,7 +14,10 @@ from typing import Any, Callable, Iterator, List
 
 import pytest
 
+from scingestor.config import config_from_mapping
+from scingestor.service import IngestorService
 from scingestor.testing import BeamtimeFactory, DevServerHandle, start_dev_server
+from scingestor.testing.setup import config_mapping
 
 logger = logging.getLogger(__name__)
 
@@ -52,3 +55,25 @@ def scicat_server(request: pytest.FixtureRequest,
 def beamtime_factory(tmp_path: Any) -> BeamtimeFactory:
     """A beamtime directory ``<tmp>/beamtime`` with metadata and a ``raw`` scan dir."""
     return BeamtimeFactory(tmp_path)
+
+
+@pytest.fixture
+def service_factory(beamtime_factory: BeamtimeFactory,
+                    scicat_server: DevServerHandle) -> Iterator[Callable[..., IngestorService]]:
+    """Build (and by default start) ingestion services for the factory's beamtime.
+
+    Keyword arguments override configuration keys; every service is stopped at teardown.
+    """
+    services: List[IngestorService] = []
+
+    def make(start: bool = True, **overrides: Any) -> IngestorService:
+        cfg = config_from_mapping(config_mapping(beamtime_factory, scicat_server.url, **overrides))
+        service = IngestorService(cfg)
+        services.append(service)
+        if start:
+            service.start()
+        return service
+
+    yield make
+    for service in services:
+        service.stop()

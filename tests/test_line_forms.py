@@ -9,38 +9,20 @@ import sys
 
 import pytest
 
-from scingestor.config import config_from_mapping
-from scingestor.service import IngestorService
 from scingestor.status import State
-from scingestor.testing.setup import config_mapping, wait_for
+from scingestor.testing.setup import wait_for
 
 BT = "99001234"
 NXSFILEINFO = os.path.join(os.path.dirname(sys.executable), "nxsfileinfo")
 
 
-@pytest.fixture
-def run_service(beamtime_factory, scicat_server):
-    services = []
-
-    def run(**overrides):
-        cfg = config_from_mapping(config_mapping(beamtime_factory, scicat_server.url, **overrides))
-        service = IngestorService(cfg)
-        services.append(service)
-        service.start()
-        return service
-
-    yield run
-    for service in services:
-        service.stop()
-
-
 def test_posted_dataset_equals_nxsfileinfo_output(
-    beamtime_factory, scicat_server, run_service, tmp_path
+    beamtime_factory, scicat_server, service_factory, tmp_path
 ):
     f = beamtime_factory
     master = f.write_nexus_scan("cmp_00001", png=True)
     f.append_list(None, "cmp_00001")
-    run_service()
+    service_factory()
     wait_for(lambda: scicat_server.dataset(f"{BT}/cmp_00001"))
     posted = json.loads(scicat_server.requests_matching("POST", r"/Datasets$")[0].body)
     expected_path = tmp_path / "expected.scan.json"
@@ -79,7 +61,7 @@ def test_posted_dataset_equals_nxsfileinfo_output(
 
 
 def test_detector_dirs_multi_entry_fio_and_missing_master(
-    beamtime_factory, scicat_server, run_service
+    beamtime_factory, scicat_server, service_factory
 ):
     f = beamtime_factory
     f.write_nexus_scan("det_00001")
@@ -97,7 +79,7 @@ def test_detector_dirs_multi_entry_fio_and_missing_master(
         "fio_00001",
         "nofile_00001",
     )
-    service = run_service()
+    service = service_factory()
     for name in ("det_00001", "multi_00001", "multi_00002", "fio_00001", "nofile_00001"):
         wait_for(lambda n=name: scicat_server.dataset(f"{BT}/{n}"))
     service.wait_idle()
@@ -123,12 +105,12 @@ def test_detector_dirs_multi_entry_fio_and_missing_master(
     "strategy, expect", [("patch", "PATCH"), ("mixed", "new"), ("create", "new"), ("no", "nothing")]
 )
 def test_reingest_line_with_each_strategy(
-    beamtime_factory, scicat_server, run_service, strategy, expect
+    beamtime_factory, scicat_server, service_factory, strategy, expect
 ):
     f = beamtime_factory
     f.write_nexus_scan("st_00001")
     f.append_list(None, "st_00001")
-    service = run_service(dataset_update_strategy=strategy)
+    service = service_factory(dataset_update_strategy=strategy)
     wait_for(lambda: len(f.read_ingested()) == 1)
     path = os.path.join(f.scandir, "st_00001.scan.json")
     doc = json.load(open(path))
@@ -156,13 +138,13 @@ def test_reingest_line_with_each_strategy(
 
 
 def test_refused_for_20_seconds_then_everything_goes_in_once(
-    beamtime_factory, scicat_server, run_service
+    beamtime_factory, scicat_server, service_factory
 ):
     f = beamtime_factory
     names = [f"r_{index:05d}" for index in range(1, 5)]
     for name in names:
         f.write_nexus_scan(name)
-    service = run_service(retry_backoff_max=2.0)
+    service = service_factory(retry_backoff_max=2.0)
     scicat_server.faults.refuse_connections(20.0)
     f.append_list(None, *names)
     wait_for(lambda: service.status().state is State.ALARM, timeout=30)
@@ -176,7 +158,7 @@ def test_refused_for_20_seconds_then_everything_goes_in_once(
 
 @pytest.mark.parametrize("content", ["", None])
 def test_empty_or_missing_credential_file(
-    beamtime_factory, scicat_server, run_service, tmp_path, content
+    beamtime_factory, scicat_server, service_factory, tmp_path, content
 ):
     f = beamtime_factory
     credentials = tmp_path / "pwd"
@@ -184,7 +166,7 @@ def test_empty_or_missing_credential_file(
         credentials.write_text(content)
     f.write_nexus_scan("c_00001")
     f.append_list(None, "c_00001")
-    service = run_service(ingestor_credential_file=str(credentials))
+    service = service_factory(ingestor_credential_file=str(credentials))
     assert "pwd" in service.credentials_problem()
     wait_for(lambda: service.status().state is State.ALARM)
     status = service.status()
@@ -195,13 +177,13 @@ def test_empty_or_missing_credential_file(
 
 
 def test_beamtime_and_scan_dirs_appearing_while_running(
-    tmp_path, scicat_server, beamtime_factory, run_service
+    tmp_path, scicat_server, beamtime_factory, service_factory
 ):
     from scingestor.testing import BeamtimeFactory
 
     base = tmp_path / "base"
     base.mkdir()
-    service = run_service(beamtime_dirs=[], beamtime_base_dir=str(base))
+    service = service_factory(beamtime_dirs=[], beamtime_base_dir=str(base))
     later = BeamtimeFactory(base, beamtime_id="99001299", beamtime_subdir="bt2")
     sub = later.make_scandir("raw/deeper")
     later.write_nexus_scan("late_00001", scandir=sub)

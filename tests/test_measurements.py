@@ -5,29 +5,9 @@ from __future__ import annotations
 import json
 import logging
 
-import pytest
-
-from scingestor.config import config_from_mapping
-from scingestor.service import IngestorService
-from scingestor.testing.setup import config_mapping, wait_for
+from scingestor.testing.setup import wait_for
 
 BT = "99001234"
-
-
-@pytest.fixture
-def make_service(beamtime_factory, scicat_server):
-    services = []
-
-    def make(**overrides):
-        cfg = config_from_mapping(config_mapping(beamtime_factory, scicat_server.url, **overrides))
-        service = IngestorService(cfg)
-        services.append(service)
-        service.start()
-        return service
-
-    yield make
-    for service in services:
-        service.stop()
 
 
 def write_scans(f, *names):
@@ -43,7 +23,7 @@ def dataset_posts(server, pid):
     ]
 
 
-def test_start_stop_around_three_scans(beamtime_factory, scicat_server, make_service):
+def test_start_stop_around_three_scans(beamtime_factory, scicat_server, service_factory):
     f = beamtime_factory
     write_scans(f, "scan_00001", "scan_00002", "scan_00003")
     f.append_list(
@@ -55,7 +35,7 @@ def test_start_stop_around_three_scans(beamtime_factory, scicat_server, make_ser
         "__command__ stop",
         "calibA",
     )
-    service = make_service()
+    service = service_factory()
     measurement = wait_for(lambda: scicat_server.dataset(f"{BT}/calibA"))
     service.wait_idle()
     assert measurement["type"] == "derived"
@@ -76,14 +56,14 @@ def test_start_stop_around_three_scans(beamtime_factory, scicat_server, make_ser
 
 
 def test_update_by_timestamp_line_patches_the_measurement(
-    beamtime_factory, scicat_server, make_service
+    beamtime_factory, scicat_server, service_factory
 ):
     f = beamtime_factory
     write_scans(f, "scan_00001", "scan_00002", "scan_00003")
     f.append_list(
         None, "__command__ start calibA", "scan_00001", "scan_00002", "__command__ stop", "calibA"
     )
-    make_service()
+    service_factory()
     wait_for(lambda: scicat_server.dataset(f"{BT}/calibA"))
     f.append_list(
         None, "__command__ start calibA", "scan_00003", "__command__ stop", "calibA:1718000000.5"
@@ -96,12 +76,12 @@ def test_update_by_timestamp_line_patches_the_measurement(
 
 
 def test_service_commands_close_the_previous_measurement(
-    beamtime_factory, scicat_server, make_service
+    beamtime_factory, scicat_server, service_factory
 ):
     f = beamtime_factory
     write_scans(f, "a_00001", "b_00001")
     open(f.list_path(), "a").close()
-    service = make_service()
+    service = service_factory()
     wait_for(lambda: f.scandir in service.status().watched_scandirs)
     service.start_measurement("first", f.scandir)
     f.append_list(None, "a_00001")
@@ -115,11 +95,11 @@ def test_service_commands_close_the_previous_measurement(
     assert second["inputDatasets"] == [f"{BT}/b_00001"]
 
 
-def test_make_measurement_adds_the_last_scan(beamtime_factory, scicat_server, make_service):
+def test_make_measurement_adds_the_last_scan(beamtime_factory, scicat_server, service_factory):
     f = beamtime_factory
     write_scans(f, "solo_00001")
     f.append_list(None, "solo_00001")
-    service = make_service()
+    service = service_factory()
     wait_for(lambda: scicat_server.dataset(f"{BT}/solo_00001"))
     service.make_measurement("single", f.scandir)
     wait_for(lambda: service.status().current_measurements.get(f.scandir) == "single")
@@ -128,7 +108,7 @@ def test_make_measurement_adds_the_last_scan(beamtime_factory, scicat_server, ma
     assert doc["inputDatasets"] == [f"{BT}/solo_00001"]
 
 
-def test_group_map_file(beamtime_factory, scicat_server, make_service, tmp_path):
+def test_group_map_file(beamtime_factory, scicat_server, service_factory, tmp_path):
     f = beamtime_factory
     write_scans(f, "g_00001", "g_00002")
     group_map = tmp_path / "groupmap.lst"
@@ -137,23 +117,23 @@ def test_group_map_file(beamtime_factory, scicat_server, make_service, tmp_path)
         "scientificMetadata.distance scientificMetadata.instrument.detector.distance\n"
     )
     f.append_list(None, "__command__ start grp", "g_00001", "g_00002", "__command__ stop", "grp")
-    make_service(metadata_group_map_file=str(group_map))
+    service_factory(metadata_group_map_file=str(group_map))
     doc = wait_for(lambda: scicat_server.dataset(f"{BT}/grp"))
     metadata = doc["scientificMetadata"]
     assert "distance" in metadata and metadata["distance"]["counts"] == 2
     assert "title" in metadata
 
 
-def test_restart_in_the_middle_of_a_measurement(beamtime_factory, scicat_server, make_service):
+def test_restart_in_the_middle_of_a_measurement(beamtime_factory, scicat_server, service_factory):
     f = beamtime_factory
     write_scans(f, "r_00001", "r_00002")
     f.append_list(None, "__command__ start rst", "r_00001")
-    first = make_service()
+    first = service_factory()
     wait_for(lambda: scicat_server.dataset(f"{BT}/r_00001"))
     wait_for(lambda: first.status().current_measurements.get(f.scandir) == "rst")
     first.stop()
     f.append_list(None, "r_00002", "__command__ stop", "rst:1718000001.0")
-    second = make_service()
+    second = service_factory()
     doc = wait_for(lambda: scicat_server.dataset(f"{BT}/rst"))
     second.wait_idle()
     assert sorted(doc["inputDatasets"]) == [f"{BT}/r_00001", f"{BT}/r_00002"]
@@ -163,12 +143,12 @@ def test_restart_in_the_middle_of_a_measurement(beamtime_factory, scicat_server,
 
 
 def test_scicat_failing_while_the_measurement_is_patched(
-    beamtime_factory, scicat_server, make_service
+    beamtime_factory, scicat_server, service_factory
 ):
     f = beamtime_factory
     write_scans(f, "x_00001", "x_00002")
     f.append_list(None, "__command__ start flaky", "x_00001", "__command__ stop", "flaky")
-    service = make_service()
+    service = service_factory()
     wait_for(lambda: scicat_server.dataset(f"{BT}/flaky"))
     service.wait_idle()
     scicat_server.faults.fail_next(3, status=503, method="PATCH")
@@ -180,7 +160,7 @@ def test_scicat_failing_while_the_measurement_is_patched(
 
 
 def test_bad_command_lines_are_reported_and_skipped(
-    beamtime_factory, scicat_server, make_service, caplog, tmp_path
+    beamtime_factory, scicat_server, service_factory, caplog, tmp_path
 ):
     f = beamtime_factory
     write_scans(f, "ok_00001", "ok_00002")
@@ -188,7 +168,7 @@ def test_bad_command_lines_are_reported_and_skipped(
         None, "__command__ start", "__command__ pause", "__command__ stop", "ok_00001", "ok_00002"
     )
     with caplog.at_level(logging.WARNING):
-        service = make_service()
+        service = service_factory()
         wait_for(lambda: scicat_server.dataset(f"{BT}/ok_00002"))
         service.wait_idle()
     messages = [record.getMessage() for record in caplog.records]
@@ -199,7 +179,7 @@ def test_bad_command_lines_are_reported_and_skipped(
 
 
 def test_unparsable_group_map_file_is_reported_and_scans_still_go_in(
-    beamtime_factory, scicat_server, make_service, tmp_path, caplog
+    beamtime_factory, scicat_server, service_factory, tmp_path, caplog
 ):
     f = beamtime_factory
     write_scans(f, "p_00001", "q_00001")
@@ -207,7 +187,7 @@ def test_unparsable_group_map_file_is_reported_and_scans_still_go_in(
     bad_map.write_text("{this is: [not valid yaml")
     f.append_list(None, "q_00001", "__command__ start pm", "p_00001", "__command__ stop", "pm")
     with caplog.at_level(logging.ERROR):
-        service = make_service(metadata_group_map_file=str(bad_map))
+        service = service_factory(metadata_group_map_file=str(bad_map))
         wait_for(lambda: scicat_server.dataset(f"{BT}/p_00001"))
         service.wait_idle()
     assert scicat_server.dataset(f"{BT}/q_00001") is not None

@@ -6,27 +6,11 @@ import os
 
 import pytest
 
-from scingestor.config import config_from_mapping
-from scingestor.service import IngestorService, ServiceError
+from scingestor.service import ServiceError
 from scingestor.status import State
-from scingestor.testing.setup import config_mapping, wait_for
+from scingestor.testing.setup import wait_for
 
 BT = "99001234"
-
-
-@pytest.fixture
-def make_service(beamtime_factory, scicat_server):
-    services = []
-
-    def make(**overrides):
-        cfg = config_from_mapping(config_mapping(beamtime_factory, scicat_server.url, **overrides))
-        service = IngestorService(cfg)
-        services.append(service)
-        return service
-
-    yield make
-    for service in services:
-        service.stop()
 
 
 def posted(server, method="POST", path=r"/Datasets$"):
@@ -37,12 +21,12 @@ def dataset_pids(server):
     return sorted(doc["pid"] for doc in server.datasets())
 
 
-def test_existing_list_is_ingested_at_start(beamtime_factory, scicat_server, make_service):
+def test_existing_list_is_ingested_at_start(beamtime_factory, scicat_server, service_factory):
     f = beamtime_factory
     f.write_nexus_scan("scan_00001", png=True, detector_files=2)
     f.write_fio_scan("scan_00002")
     f.append_list(None, "scan_00001", "scan_00002")
-    service = make_service()
+    service = service_factory(start=False)
     service.start()
     wait_for(lambda: len(f.read_ingested()) == 2)
     assert dataset_pids(scicat_server) == [f"{BT}/scan_00001", f"{BT}/scan_00002"]
@@ -66,11 +50,11 @@ def test_existing_list_is_ingested_at_start(beamtime_factory, scicat_server, mak
 
 
 def test_appended_scans_are_ingested_and_status_events_arrive(
-    beamtime_factory, scicat_server, make_service
+    beamtime_factory, scicat_server, service_factory
 ):
     f = beamtime_factory
     open(f.list_path(), "a").close()  # an empty list file
-    service = make_service()
+    service = service_factory(start=False)
     events = []
     service.subscribe(events.append)
     service.start()
@@ -83,31 +67,31 @@ def test_appended_scans_are_ingested_and_status_events_arrive(
 
 
 def test_restart_ingests_what_was_appended_while_stopped_and_nothing_twice(
-    beamtime_factory, scicat_server, make_service
+    beamtime_factory, scicat_server, service_factory
 ):
     f = beamtime_factory
     for name in ("s_00001", "s_00002"):
         f.write_nexus_scan(name)
     f.append_list(None, "s_00001")
-    first = make_service()
+    first = service_factory(start=False)
     first.start()
     wait_for(lambda: len(f.read_ingested()) == 1)
     first.stop()
     f.append_list(None, "s_00002")
-    second = make_service()
+    second = service_factory(start=False)
     second.start()
     wait_for(lambda: len(f.read_ingested()) == 2)
     assert len(posted(scicat_server)) == 2
     assert len(scicat_server.datablocks()) == 2
 
 
-def test_scicat_unavailable_then_back(beamtime_factory, scicat_server, make_service):
+def test_scicat_unavailable_then_back(beamtime_factory, scicat_server, service_factory):
     f = beamtime_factory
     for index in range(1, 4):
         f.write_nexus_scan(f"s_{index:05d}")
     scicat_server.faults.fail_next(12, status=503)
     f.append_list(None, "s_00001", "s_00002", "s_00003")
-    service = make_service()
+    service = service_factory(start=False)
     service.start()
     wait_for(lambda: len(dataset_pids(scicat_server)) == 3, timeout=60)
     wait_for(lambda: service.status().state is State.ON, timeout=30)
@@ -115,13 +99,13 @@ def test_scicat_unavailable_then_back(beamtime_factory, scicat_server, make_serv
     assert len(scicat_server.datablocks()) == 3
 
 
-def test_connection_refused_then_back(beamtime_factory, scicat_server, make_service):
+def test_connection_refused_then_back(beamtime_factory, scicat_server, service_factory):
     f = beamtime_factory
     f.write_nexus_scan("s_00001")
     f.write_nexus_scan("s_00002")
     scicat_server.faults.refuse_connections(3.0)
     f.append_list(None, "s_00001", "s_00002")
-    service = make_service()
+    service = service_factory(start=False)
     service.start()
     wait_for(lambda: service.status().state is State.ALARM, timeout=20)
     assert service.status().last_error
@@ -131,7 +115,7 @@ def test_connection_refused_then_back(beamtime_factory, scicat_server, make_serv
 
 
 def test_validation_error_fails_one_scan_others_continue(
-    beamtime_factory, scicat_server, make_service, caplog
+    beamtime_factory, scicat_server, service_factory, caplog
 ):
     f = beamtime_factory
     f.write_nexus_scan("good_00001")
@@ -146,7 +130,7 @@ def test_validation_error_fails_one_scan_others_continue(
             f' "creationLocation": "/DESY", "proposalId": "11112222.{BT}"}}'
         )
     f.append_list(None, "bad_00002", "good_00001")
-    service = make_service()
+    service = service_factory(start=False)
     service.start()
     wait_for(lambda: f"{BT}/good_00001" in dataset_pids(scicat_server))
     wait_for(lambda: service.status().failed_count >= 1)
@@ -162,7 +146,7 @@ def test_validation_error_fails_one_scan_others_continue(
 
 
 def test_shell_injection_in_list_runs_nothing(
-    beamtime_factory, scicat_server, make_service, tmp_path
+    beamtime_factory, scicat_server, service_factory, tmp_path
 ):
     f = beamtime_factory
     marker = tmp_path / "pwned"
@@ -176,7 +160,7 @@ def test_shell_injection_in_list_runs_nothing(
     )
     f.write_nexus_scan("ok_00001")
     f.append_list(None, "ok_00001")
-    service = make_service()
+    service = service_factory(start=False)
     service.start()
     wait_for(lambda: f"{BT}/ok_00001" in dataset_pids(scicat_server))
     service.wait_idle()
@@ -189,10 +173,13 @@ def test_shell_injection_in_list_runs_nothing(
     )
 
 
-def test_polling_only_mode(beamtime_factory, scicat_server, make_service):
+def test_polling_only_mode(beamtime_factory, scicat_server, service_factory):
     f = beamtime_factory
-    service = make_service(
-        poll_only=True, recheck_dataset_list_interval=0.3, recheck_beamtime_file_interval=0.3
+    service = service_factory(
+        start=False,
+        poll_only=True,
+        recheck_dataset_list_interval=0.3,
+        recheck_beamtime_file_interval=0.3,
     )
     service.start()
     f.write_nexus_scan("p_00001")
@@ -201,11 +188,11 @@ def test_polling_only_mode(beamtime_factory, scicat_server, make_service):
     assert service.status().watch_mode == "polling"
 
 
-def test_measurement_commands_append_records(beamtime_factory, scicat_server, make_service):
+def test_measurement_commands_append_records(beamtime_factory, scicat_server, service_factory):
     f = beamtime_factory
     f.write_nexus_scan("m_00001")
     f.append_list(None, "m_00001")
-    service = make_service()
+    service = service_factory(start=False)
     service.start()
     wait_for(lambda: len(f.read_ingested()) == 1)
     assert service.start_measurement("calib", f.scandir) == f.scandir
@@ -222,14 +209,14 @@ def test_measurement_commands_append_records(beamtime_factory, scicat_server, ma
     wait_for(lambda: "calib" not in service.status().current_measurements.values())
 
 
-def test_stop_is_prompt_and_threads_are_fixed(beamtime_factory, scicat_server, make_service):
+def test_stop_is_prompt_and_threads_are_fixed(beamtime_factory, scicat_server, service_factory):
     import threading
 
     f = beamtime_factory
     for index in range(30):
         os.makedirs(os.path.join(f.beamtime_dir, f"dir{index}", "sub"), exist_ok=True)
     before = threading.active_count()
-    service = make_service()
+    service = service_factory(start=False)
     service.start()
     during = threading.active_count()
     assert during - before <= 3
