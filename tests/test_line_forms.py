@@ -190,3 +190,54 @@ def test_beamtime_and_scan_dirs_appearing_while_running(
     later.append_list(sub, "late_00001")
     wait_for(lambda: scicat_server.dataset("99001299/late_00001"), timeout=30)
     assert later.metadata_path in service.status().watched_beamtimes
+
+
+def test_groups_from_the_proposal(beamtime_factory, scicat_server, service_factory):
+    f = beamtime_factory
+    scicat_server.add_proposal(
+        {
+            "proposalId": f"11112222.{BT}",
+            "ownerGroup": "mygroup",
+            "accessGroups": ["group1", "group2"],
+            "title": "t",
+            "email": "pi@example.org",
+        }
+    )
+    f.write_nexus_scan("grp_00001")
+    f.append_list(None, "grp_00001")
+    service_factory(owner_access_groups_from_proposal=True)
+    doc = wait_for(lambda: scicat_server.dataset(f"{BT}/grp_00001"))
+    assert doc["ownerGroup"] == "mygroup"
+    assert doc["accessGroups"] == ["group1", "group2"]
+    assert scicat_server.datablocks(f"{BT}/grp_00001")[0]["ownerGroup"] == "mygroup"
+
+
+def test_lost_answer_to_a_datablock_post_does_not_duplicate(
+    beamtime_factory, scicat_server, service_factory
+):
+    f = beamtime_factory
+    f.write_nexus_scan("lost_00001")
+    scicat_server.faults.drop_next(1, method="POST", path=r"OrigDatablocks$")
+    f.append_list(None, "lost_00001")
+    service = service_factory()
+    wait_for(lambda: len(f.read_ingested()) == 1, timeout=30)
+    service.wait_idle()
+    assert len(scicat_server.datablocks(f"{BT}/lost_00001")) == 1
+    assert len(scicat_server.datasets()) == 1
+
+
+def test_existing_unchanged_dataset_still_gets_its_datablock(
+    beamtime_factory, scicat_server, service_factory
+):
+    f = beamtime_factory
+    f.write_nexus_scan("half_00001")
+    scicat_server.faults.fail_next(1, status=503, method="POST", path=r"OrigDatablocks$")
+    f.append_list(None, "half_00001")
+    service = service_factory()
+    wait_for(lambda: len(f.read_ingested()) == 1, timeout=30)
+    service.wait_idle()
+    assert len(scicat_server.datablocks(f"{BT}/half_00001")) == 1
+    dataset_posts = [
+        r for r in scicat_server.requests_matching("POST", r"/Datasets$") if r.status < 300
+    ]
+    assert len(dataset_posts) == 1
