@@ -85,11 +85,12 @@ def test_restart_ingests_what_was_appended_while_stopped_and_nothing_twice(
     assert len(scicat_server.datablocks()) == 2
 
 
-def test_scicat_unavailable_then_back(beamtime_factory, scicat_server, service_factory):
+@pytest.mark.parametrize("status", [500, 503])
+def test_scicat_unavailable_then_back(beamtime_factory, scicat_server, service_factory, status):
     f = beamtime_factory
     for index in range(1, 4):
         f.write_nexus_scan(f"s_{index:05d}")
-    scicat_server.faults.fail_next(12, status=503)
+    scicat_server.faults.fail_next(12, status=status)
     f.append_list(None, "s_00001", "s_00002", "s_00003")
     service = service_factory(start=False)
     service.start()
