@@ -8,3 +8,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test,tango,sardana]'
+# Debian packaging tools, used by tests/test_debian_package.py (installed when we are root).
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+        && ! bash scripts/build-deb.sh --check-deps >/dev/null 2>&1; then
+    bash scripts/build-deb.sh --install-deps --check-deps >/dev/null \
+        || echo "setup.sh: warning: Debian packaging tools could not be installed" >&2
+fi
