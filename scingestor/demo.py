@@ -3,12 +3,18 @@
 Starts the development server on 127.0.0.1, writes a demo beamtime with real
 NeXus and FIO scans, runs the ingestion service, appends scans to the dataset
 list the way Sardana does, and prints what arrived in the catalogue.
+
+With ``--full`` the beamline set-up instead: a SQLite Tango database, the
+SciCatIngestor device server, a Sardana server with dummy elements and the
+scingestor macros, and a measurement of two ``ascan``s run through the Door
+(see docs/demo.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -87,15 +93,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--scans", type=int, default=4, help="number of scans (default 4)")
+    parser.add_argument("--scans", type=int, default=4,
+                        help="number of scans of the plain demo (default 4)")
+    parser.add_argument(
+        "--full", action="store_true",
+        help="the full beamline demo: Tango database, SciCatIngestor device, Sardana "
+             "server, a measurement of two ascans run through the Door")
     parser.add_argument(
         "--workdir", default=None, help="directory for the demo beamtime (default: a temporary one)"
     )
     parser.add_argument("-l", "--log", default="warning", help="log level (default warning)")
     options = parser.parse_args(argv)
     setup_logging(options.log)
+    if options.workdir is not None:
+        os.makedirs(options.workdir, exist_ok=True)
     workdir = options.workdir or tempfile.mkdtemp(prefix="scingestor-demo-")
     try:
+        if options.full:
+            from .demo_full import run_full_demo
+
+            return run_full_demo(workdir, keep_workdir=options.workdir is not None)
         return run_demo(workdir, options.scans)
     finally:
         if options.workdir is None:

@@ -182,7 +182,7 @@ class SardanaEnv:
             if run.status != "finish":
                 raise RuntimeError(f"{' '.join(macro)} failed: {run.status}\n{run.text()}")
         self.set_env(ActiveMntGrp="mntgrp01")
-        logger.info("Sardana %s running on %s", self.instance, self.tango_host)
+        logger.debug("Sardana %s running on %s", self.instance, self.tango_host)
 
     def register_server(self, server: str, klass: str, device: str,
                         properties: Optional[Mapping[str, Any]] = None) -> None:

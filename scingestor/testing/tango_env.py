@@ -153,7 +153,7 @@ class TangoDatabase:
         except BaseException:
             self.stop()
             raise
-        logger.info("Tango database on %s (%s)", self.host, self.workdir)
+        logger.debug("Tango database on %s (%s)", self.host, self.workdir)
         return self
 
     def _connect(self) -> Optional[tango.Database]:
@@ -288,7 +288,7 @@ class DeviceServer:
         wait_until(self._ready, timeout, f"device server {' '.join(self.argv)}", interval=0.1)
         self._proxy = wait_until(self._connect, timeout, f"device {self.device}")
         self._proxy.set_timeout_millis(self.proxy_timeout_ms)
-        logger.info("device server for %s started (pid %d)", self.device, self.process.pid)
+        logger.debug("device server for %s started (pid %d)", self.device, self.process.pid)
         return self
 
     @property
