@@ -175,6 +175,8 @@ class ListProcessor:
                     continue
                 if not reingest_all and ingested.is_ingested(entry.line):
                     continue
+                if self._empty_measurement(ctx, entry, started):
+                    continue
                 backoff = self._backoff.get((ctx.list_path, entry.line))
                 if backoff is not None and backoff.due > now and not reingest_all:
                     result.waiting += 1
@@ -192,6 +194,15 @@ class ListProcessor:
                 ingested.replace_all(new_records)
         result.measurement = state.measurement if state.active else None
         return result
+
+    def _empty_measurement(self, ctx: ScanDirContext, entry: Entry, started: set[str]) -> bool:
+        """A measurement line of a measurement that grouped no scan: nothing to send."""
+        if entry.scanname not in started or self._cfg.force_generate_measurement:
+            return False
+        if os.path.isfile(self._generator.paths(ctx, entry).dataset):
+            return False
+        self._report_once(ctx, entry, f"measurement {entry.scanname!r} has no scans yet")
+        return True
 
     def _account(
         self, ctx: ScanDirContext, entry: Entry, outcome: EntryOutcome, result: ListResult

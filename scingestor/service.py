@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Callable, Optional
 
-from .beamtime import Beamtime, ScanDirContext
+from .beamtime import Beamtime, ScanDirContext, scandir_context
 from .config import IngestorConfig
 from .credentials import CredentialError, CredentialSource
 from .listfile import EntryKind, UnsafeNameError, check_scan_name, measurement_of, read_entries
@@ -375,8 +375,21 @@ class IngestorService:
             for ctx in self._contexts.values():
                 if target in (ctx.scandir, ctx.scanpath):
                     return ctx
+            beamtimes = list(self._beamtimes.values())
         if not target:
             raise ServiceError("no scan directory is active yet: give one")
+        watcher = self._watcher
+        watched = watcher.snapshot().scan_dirs if watcher is not None else ()
+        if target in watched:
+            # a watched scan directory without a list file yet: the first record creates it
+            owners = [
+                bt
+                for bt in beamtimes
+                if target == bt.directory or target.startswith(bt.directory.rstrip("/") + "/")
+            ]
+            if owners:
+                owner = max(owners, key=lambda bt: len(bt.directory))
+                return scandir_context(self._cfg, owner, target)
         raise ServiceError(f"{scandir or target} is not a watched scan directory")
 
     def current_measurement(self, scandir: str = "") -> str:

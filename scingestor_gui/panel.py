@@ -47,7 +47,7 @@ STATUS_ROWS: Tuple[Tuple[str, str, str], ...] = (
      "n/total list-file while a whole beamtime is re-ingested"),
 )
 
-_WRAPPED = ("Status", "LastError")
+_WRAPPED = ("Status", "LastError", "ScanDir", "LastIngestedScan")
 _ERROR_STYLE = "color: #b00000; font-weight: bold;"
 _COMMAND_TIMEOUT_MS = 10000
 
@@ -55,11 +55,20 @@ _COMMAND_TIMEOUT_MS = 10000
 def attribute_model(device: str, attribute: str) -> str:
     """The Taurus model name of ``attribute`` of ``device``.
 
-    A ``#dbase=no`` fragment of the device name stays at the end, as Taurus expects:
-    ``tango://h:1234/a/b/c#dbase=no`` gives ``tango://h:1234/a/b/c/State#dbase=no``.
+    A device of a server without a database (``...#dbase=no``) gets Taurus' own
+    ``tango-nodb`` scheme: Taurus drops the ``#dbase=no`` fragment when it derives the
+    device of an attribute name, so ``tango://h:1234/a/b/c/State#dbase=no`` would be
+    looked up in a (non-existent) database at ``h:1234``. Hence
+    ``tango://h:1234/a/b/c#dbase=no`` gives ``tango-nodb://h:1234/a/b/c/State``.
     """
     base, separator, fragment = device.strip().partition("#")
-    return f"{base.rstrip('/')}/{attribute}{separator}{fragment}"
+    base = base.rstrip("/")
+    if fragment == "dbase=no":
+        if base.startswith("tango://"):
+            return f"tango-nodb://{base[len('tango://'):]}/{attribute}"
+        if base.startswith("//"):
+            return f"tango-nodb:{base}/{attribute}"
+    return f"{base}/{attribute}{separator}{fragment}"
 
 
 def _device_error(exc: BaseException) -> str:
@@ -114,8 +123,11 @@ class IngestorPanel(TaurusWidget):
             label = TaurusLabel()
             label.setToolTip(tip)
             label.setSizePolicy(Qt.QSizePolicy.Expanding, Qt.QSizePolicy.Preferred)
-            if attribute == "State":
-                label.setBgRole("value")  # the Tango state colours
+            label.setAutoTrim(False)  # the whole text, not a "..." link
+            label.setAlignment(Qt.Qt.AlignLeft | Qt.Qt.AlignVCenter)
+            label.setFrameShape(Qt.QFrame.StyledPanel)
+            # The state in its Tango colour; the other values plain (errors show "-----").
+            label.setBgRole("value" if attribute == "State" else "none")
             if attribute in _WRAPPED:
                 label.setWordWrap(True)
             self._values[attribute] = label
@@ -182,10 +194,13 @@ class IngestorPanel(TaurusWidget):
         """Show the device ``model`` (a device name; empty: none)."""
         TaurusWidget.setModel(self, model, **kwargs)
         device = str(model or "").strip()
+        # Taurus' full name is normalised (host with domain, alias resolved, tango-nodb).
+        modelobj = self.getModelObj() if device else None
+        base = modelobj.getFullName() if modelobj is not None else device
         for attribute, label in self._values.items():
-            label.setModel(attribute_model(device, attribute) if device else "")
+            label.setModel(attribute_model(base, attribute) if device else "")
         for attribute, led in self._leds.items():
-            led.setModel(attribute_model(device, attribute) if device else "")
+            led.setModel(attribute_model(base, attribute) if device else "")
         self._title.setText(f"SciCat ingestor: {device}" if device else
                             "SciCat ingestor: no device")
         self._set_controls_enabled(bool(device))
@@ -204,6 +219,10 @@ class IngestorPanel(TaurusWidget):
     def attributeNames(self) -> List[str]:
         """The attributes the panel shows, top to bottom."""
         return [attribute for attribute, _, _ in STATUS_ROWS]
+
+    def title(self) -> str:
+        """The heading of the panel (names the device)."""
+        return self._title.text()
 
     def message(self) -> str:
         """The text of the message line (result or error of the last command)."""

@@ -7,7 +7,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[test,tango,sardana]'
+.venv/bin/python -m pip install -q -e '.[test,tango,sardana,gui]'
 # Debian packaging tools, used by tests/test_debian_package.py (installed when we are root).
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
         && ! bash scripts/build-deb.sh --check-deps >/dev/null 2>&1; then

@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check scingestor tango_ds sardana_macros tests bench
+.venv/bin/ruff check scingestor scingestor_gui tango_ds sardana_macros tests bench
 .venv/bin/python -m pytest -q "$@"

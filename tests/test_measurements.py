@@ -195,3 +195,26 @@ def test_unparsable_group_map_file_is_reported_and_scans_still_go_in(
     assert any(
         "bad-map.yaml" in r.getMessage() and "not grouped" in r.getMessage() for r in caplog.records
     )
+
+
+def test_an_empty_measurement_is_not_a_failure(beamtime_factory, scicat_server, service_factory):
+    f = beamtime_factory
+    write_scans(f, "after_00001")
+    f.append_list(None, "__command__ start empty", "__command__ stop", "empty:1.5", "after_00001")
+    service = service_factory()
+    wait_for(lambda: scicat_server.dataset(f"{BT}/after_00001"))
+    service.wait_idle()
+    status = service.status()
+    assert status.failed_count == 0 and status.queue_length == 0
+    assert scicat_server.dataset(f"{BT}/empty") is None
+
+
+def test_start_measurement_in_a_scan_dir_without_list_file(
+    beamtime_factory, scicat_server, service_factory
+):
+    f = beamtime_factory
+    service = service_factory()
+    wait_for(lambda: f.scandir in service.status().watched_scandirs)
+    assert not __import__("os").path.exists(f.list_path())
+    service.start_measurement("fresh", f.scandir)
+    wait_for(lambda: service.status().current_measurements.get(f.scandir) == "fresh")
