@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, cast
 
 import tango
 from sardana.macroserver.macro import Macro, Type
@@ -160,6 +160,28 @@ def _store(macro: Macro, table: Dict[str, str]) -> None:
     macro.setEnv(records.MEASUREMENTS_VAR, dict(table))
 
 
+def _prepare_current(macro: Macro) -> Optional[Tuple[Dict[str, Any], str, Dict, str]]:
+    """As :func:`_prepare`, plus the directory's current measurement ('' if none)."""
+    prepared = _prepare(macro)
+    if prepared is None:
+        return None
+    env, directory, table = prepared
+    return env, directory, table, table.get(directory, "")
+
+
+def _command_or_append(macro: Macro, env: Dict[str, Any], directory: str, command: str,
+                       fallback: Callable[[], List[str]]) -> bool:
+    """Run ``command`` on the ingestor device, else append ``fallback()`` to the list file.
+
+    False when neither worked (the list file could not be written).
+    """
+    device = _device(macro, env)
+    done = False
+    if device is not None:
+        done, _ = _device_command(macro, device, directory, command)
+    return done or _append(macro, env, fallback())
+
+
 def _start(macro: Macro, name: str, scandir: str, conf: str,
            with_last_scan: bool) -> None:
     """Common part of ``start_measurement`` and ``make_measurement``."""
@@ -227,7 +249,27 @@ def _last_scan_lines(macro: Macro, env: Dict[str, Any]) -> List[str]:
 
 
 # ------------------------------------------------------------------------- macros
-class start_measurement(Macro):
+class _StartMacro:
+    """Parameters and ``run`` of ``start_measurement`` and ``make_measurement``.
+
+    Not a ``Macro`` subclass, so that Sardana does not list it as a macro of its own;
+    the macros combine it with ``Macro``.
+    """
+
+    #: Whether the last scan is added to the new measurement.
+    with_last_scan = False
+
+    param_def = [
+        ["name", Type.String, "", "measurement name (no spaces)"],
+        ["scandir", Type.String, "", "scan directory (sets ScanDir)"],
+        ["conf", Type.String, "", "SciCatIngestor device name, or 'file'"],
+    ]
+
+    def run(self, name: str, scandir: str, conf: str) -> None:
+        _start(cast(Macro, self), name, scandir, conf, with_last_scan=self.with_last_scan)
+
+
+class start_measurement(_StartMacro, Macro):
     """Start a SciCat measurement in the scan directory.
 
     The measurement currently open in the directory (if any) is closed and
@@ -238,17 +280,8 @@ class start_measurement(Macro):
     else the file).
     """
 
-    param_def = [
-        ["name", Type.String, "", "measurement name (no spaces)"],
-        ["scandir", Type.String, "", "scan directory (sets ScanDir)"],
-        ["conf", Type.String, "", "SciCatIngestor device name, or 'file'"],
-    ]
 
-    def run(self, name: str, scandir: str, conf: str) -> None:
-        _start(self, name, scandir, conf, with_last_scan=False)
-
-
-class make_measurement(Macro):
+class make_measurement(_StartMacro, Macro):
     """Start a SciCat measurement and add the last scan to it.
 
     As ``start_measurement``; the last scan (``ScanFile``/``ScanID``) is listed
@@ -257,36 +290,24 @@ class make_measurement(Macro):
     then this line).
     """
 
-    param_def = [
-        ["name", Type.String, "", "measurement name (no spaces)"],
-        ["scandir", Type.String, "", "scan directory (sets ScanDir)"],
-        ["conf", Type.String, "", "SciCatIngestor device name, or 'file'"],
-    ]
-
-    def run(self, name: str, scandir: str, conf: str) -> None:
-        _start(self, name, scandir, conf, with_last_scan=True)
+    with_last_scan = True
 
 
 class update_measurement(Macro):
     """Send the current SciCat measurement of the scan directory now and keep it open."""
 
     def run(self) -> None:
-        prepared = _prepare(self)
+        prepared = _prepare_current(self)
         if prepared is None:
             return
-        env, directory, table = prepared
-        current = table.get(directory, "")
+        env, directory, _, current = prepared
         if not current:
             self.warning("No measurement is open in '%s': nothing to update", directory)
             return
-        device = _device(self, env)
-        done = False
-        if device is not None:
-            done, _ = _device_command(self, device, directory, "UpdateMeasurement")
-        if not done:
-            lines = records.close_lines(current) + [f"__command__ start {current}"]
-            if not _append(self, env, lines):
-                return
+        if not _command_or_append(
+                self, env, directory, "UpdateMeasurement",
+                lambda: records.close_lines(current) + [f"__command__ start {current}"]):
+            return
         self.output("Measurement '%s' in '%s' updated", current, directory)
 
 
@@ -294,19 +315,14 @@ class stop_measurement(Macro):
     """Close the current SciCat measurement of the scan directory and send it."""
 
     def run(self) -> None:
-        prepared = _prepare(self)
+        prepared = _prepare_current(self)
         if prepared is None:
             return
-        env, directory, table = prepared
-        current = table.get(directory, "")
-        device = _device(self, env)
-        done = False
-        if device is not None:
-            done, _ = _device_command(self, device, directory, "StopMeasurement")
-        if not done:
-            lines = records.close_lines(current) if current else ["__command__ stop"]
-            if not _append(self, env, lines):
-                return
+        env, directory, table, current = prepared
+        if not _command_or_append(
+                self, env, directory, "StopMeasurement",
+                lambda: records.close_lines(current) if current else ["__command__ stop"]):
+            return
         if current:
             table.pop(directory, None)
             _store(self, table)
@@ -323,11 +339,10 @@ class show_current_measurement(Macro):
     """
 
     def run(self) -> None:
-        prepared = _prepare(self)
+        prepared = _prepare_current(self)
         if prepared is None:
             return
-        env, directory, table = prepared
-        current = table.get(directory, "")
+        env, directory, _, current = prepared
         if current:
             self.output("Current Measurement for '%s' is '%s'", directory, current)
         else:

@@ -71,6 +71,32 @@ def attribute_model(device: str, attribute: str) -> str:
     return f"{base}/{attribute}{separator}{fragment}"
 
 
+def _input_row(title: str, caption: str, placeholder: str, tip: str,
+               buttons: List[Tuple[str, str]]) -> Tuple[Qt.QGroupBox, Qt.QLineEdit,
+                                                        List[Qt.QPushButton]]:
+    """A group box ``title`` with one row: ``caption``, a line edit and push buttons.
+
+    The line edit gets ``placeholder`` and the tool tip ``tip`` and takes the free
+    width; ``buttons`` are ``(text, tool tip)`` pairs. Returns the box, the line edit
+    and the buttons (in the order given).
+    """
+    box = Qt.QGroupBox(title)
+    row = Qt.QHBoxLayout(box)
+    edit = Qt.QLineEdit()
+    edit.setPlaceholderText(placeholder)
+    edit.setToolTip(tip)
+    made: List[Qt.QPushButton] = []
+    for text, button_tip in buttons:
+        button = Qt.QPushButton(text)
+        button.setToolTip(button_tip)
+        made.append(button)
+    row.addWidget(Qt.QLabel(caption))
+    row.addWidget(edit, 1)
+    for button in made:
+        row.addWidget(button)
+    return box, edit, made
+
+
 def _device_error(exc: BaseException) -> str:
     """A one-line message for an exception raised by a device call."""
     if isinstance(exc, tango.DevFailed) and exc.args:
@@ -148,39 +174,24 @@ class IngestorPanel(TaurusWidget):
         return box
 
     def _build_measurement(self) -> Qt.QGroupBox:
-        box = Qt.QGroupBox("Measurement")
-        row = Qt.QHBoxLayout(box)
-        self.measurementEdit = Qt.QLineEdit()
-        self.measurementEdit.setPlaceholderText("measurement name")
-        self.measurementEdit.setToolTip("Name of the measurement to start (no spaces)")
-        self.startButton = Qt.QPushButton("Start measurement")
-        self.startButton.setToolTip("StartMeasurement(name): closes the open measurement, "
-                                    "if any, and opens this one")
-        self.stopButton = Qt.QPushButton("Stop measurement")
-        self.stopButton.setToolTip("StopMeasurement(): closes the open measurement and "
-                                   "ingests its dataset")
-        row.addWidget(Qt.QLabel("Name:"))
-        row.addWidget(self.measurementEdit, 1)
-        row.addWidget(self.startButton)
-        row.addWidget(self.stopButton)
+        box, self.measurementEdit, (self.startButton, self.stopButton) = _input_row(
+            "Measurement", "Name:", "measurement name",
+            "Name of the measurement to start (no spaces)",
+            [("Start measurement", "StartMeasurement(name): closes the open measurement, "
+              "if any, and opens this one"),
+             ("Stop measurement", "StopMeasurement(): closes the open measurement and "
+              "ingests its dataset")])
         self.startButton.clicked.connect(self.startMeasurement)
         self.measurementEdit.returnPressed.connect(self.startMeasurement)
         self.stopButton.clicked.connect(self.stopMeasurement)
         return box
 
     def _build_reingest(self) -> Qt.QGroupBox:
-        box = Qt.QGroupBox("Re-ingestion")
-        row = Qt.QHBoxLayout(box)
-        self.scanEdit = Qt.QLineEdit()
-        self.scanEdit.setPlaceholderText("scan name (empty: whole beamtime)")
-        self.scanEdit.setToolTip("Scan to re-ingest; leave it empty to re-ingest every list "
-                                 "of the beamtime")
-        self.reingestButton = Qt.QPushButton("Reingest")
-        self.reingestButton.setToolTip("Reingest(scan): one scan, or the whole beamtime when "
-                                       "the field is empty")
-        row.addWidget(Qt.QLabel("Scan:"))
-        row.addWidget(self.scanEdit, 1)
-        row.addWidget(self.reingestButton)
+        box, self.scanEdit, (self.reingestButton,) = _input_row(
+            "Re-ingestion", "Scan:", "scan name (empty: whole beamtime)",
+            "Scan to re-ingest; leave it empty to re-ingest every list of the beamtime",
+            [("Reingest", "Reingest(scan): one scan, or the whole beamtime when "
+              "the field is empty")])
         self.reingestButton.clicked.connect(self.reingest)
         self.scanEdit.returnPressed.connect(self.reingest)
         return box

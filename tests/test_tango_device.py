@@ -3,7 +3,8 @@
 The device server is started the way it runs in production, as
 ``python -m tango_ds.SciCatIngestor test`` (an exec'd subprocess), with its device
 properties in a Tango file database (``-file=``) instead of a database server, the
-same mechanism as ``tango.test_context.DeviceTestContext``. We do not use the
+same mechanism as ``tango.test_context.DeviceTestContext`` (``ingestor_servers`` in
+tests/tango_helpers.py, over ``scingestor.testing.tango_env``). We do not use the
 context's ``process=True`` itself: it *forks* the pytest process, and after the
 first test that process holds a live omniORB/ZeroMQ client and the dev server's
 listening socket. The forked servers then hang at start-up now and then, and the
@@ -14,31 +15,22 @@ talks HTTP to it.
 
 from __future__ import annotations
 
-import itertools
 import json
-import logging
 import os
-import signal
-import subprocess
-import sys
 import threading
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Iterator, List
 
 import pytest
 
 tango = pytest.importorskip("tango")
 
-from tango.test_context import get_server_port_via_pid  # noqa: E402
+from tango_helpers import TIMEOUT, ingestor_servers, wait_device  # noqa: E402
 
 from scingestor.testing.setup import wait_for, write_config  # noqa: E402
-
-logger = logging.getLogger(__name__)
+from scingestor.testing.tango_env import DeviceServer  # noqa: E402
 
 BT = "99001234"
 DevState = tango.DevState
-TIMEOUT = 60.0
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_serial = itertools.count(1)
 
 
 class EventLog:
@@ -59,107 +51,17 @@ class EventLog:
             return any(predicate(value) for value in self.values)
 
 
-def _db_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(str(value))  # a double-quoted string with escapes
-
-
-class DeviceServer:
-    """``SciCatIngestor <instance>`` in a subprocess, with a Tango file database.
-
-    Instance and device names are unique per server: the Tango client library
-    caches admin-device connections by name, and every server has a new port.
-    """
-
-    def __init__(self, workdir: str, properties: Dict[str, Any]) -> None:
-        self.workdir = workdir
-        self.instance = f"t{next(_serial)}"
-        self.device = f"test/scicatingestor/{self.instance}"
-        self.db_file = os.path.join(workdir, "tango-file-db.txt")
-        self.output = os.path.join(workdir, "device-server.out")
-        lines = [f"SciCatIngestor/{self.instance}/DEVICE/SciCatIngestor: {self.device}"]
-        lines += [f"{self.device}->{name}: {_db_value(value)}"
-                  for name, value in properties.items()]
-        with open(self.db_file, "w", encoding="utf-8") as handle:
-            handle.write("\n".join(lines) + "\n")
-        self.process: Optional[subprocess.Popen] = None
-        self.proxy: Any = None
-        self.address = ""
-
-    def start(self) -> Any:
-        """Start the server; return a DeviceProxy once the device answers."""
-        env = dict(os.environ, ORBscanGranularity="1",
-                   PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
-        with open(self.output, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tango_ds.SciCatIngestor", self.instance,
-                 "-ORBendPoint", "giop:tcp:127.0.0.1:0", f"-file={self.db_file}"],
-                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.workdir)
-        # Connecting before the server has finished its start-up can wedge it ("Class
-        # DServer is not initialised!"): wait for the line Tango prints when it is ready.
-        wait_for(self._ready, timeout=TIMEOUT, interval=0.1)
-        port = get_server_port_via_pid(self.process.pid, "127.0.0.1", retries=400, delay=0.1)
-        self.address = f"tango://127.0.0.1:{port}/{self.device}#dbase=no"
-        wait_for(self._answers, timeout=TIMEOUT, interval=0.1)
-        self.proxy.set_timeout_millis(20000)
-        return self.proxy
-
-    def _ready(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"the device server exited: {self.log()}")
-        return "Ready to accept request" in self.log()
-
-    def _answers(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"the device server exited: {self.log()}")
-        try:
-            self.proxy = tango.DeviceProxy(self.address)
-            self.proxy.ping()
-        except tango.DevFailed as exc:
-            logger.debug("not answering yet: %s", exc.args[0].desc)
-            return False
-        return True
-
-    def stop(self) -> int:
-        """SIGTERM, as Starter and systemd stop it; returns the exit status."""
-        if self.process is None:
-            return 0
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-    def log(self) -> str:
-        with open(self.output, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-
-
 @pytest.fixture
 def device_server(tmp_path, beamtime_factory, scicat_server) -> Iterator[Callable[..., Any]]:
     """Start ``SciCatIngestor`` with properties; returns the server. Stopped at teardown."""
-    servers: List[DeviceServer] = []
+    with ingestor_servers(str(tmp_path / "servers")) as start_server:
 
-    def start(config: str = "", **properties: Any) -> DeviceServer:
-        props: Dict[str, Any] = {
-            "ConfigFile": config or write_config(beamtime_factory, scicat_server.url),
-        }
-        props.update(properties)
-        workdir = tmp_path / f"server{len(servers)}"
-        workdir.mkdir()
-        server = DeviceServer(str(workdir), props)
-        servers.append(server)
-        server.start()
-        return server
+        def start(config: str = "", **properties: Any) -> DeviceServer:
+            return start_server(**{
+                "ConfigFile": config or write_config(beamtime_factory, scicat_server.url),
+                **properties})
 
-    yield start
-    for server in servers:
-        status = server.stop()
-        logger.info("device server output (exit status %s):\n%s", status, server.log())
+        yield start
 
 
 @pytest.fixture
@@ -183,15 +85,6 @@ def touch_list(factory: Any, scandir: Any = None) -> None:
 def list_lines(factory: Any, scandir: Any = None) -> List[str]:
     with open(factory.list_path(scandir), encoding="utf-8") as handle:
         return [line for line in handle.read().split("\n") if line.strip()]
-
-
-def wait_device(proxy: Any, predicate: Callable[[], Any], what: str) -> None:
-    """Wait for ``predicate``; on time-out fail with the device's status report."""
-    try:
-        wait_for(predicate, timeout=TIMEOUT)
-    except TimeoutError:
-        raise AssertionError(f"{what}: not reached within {TIMEOUT} s; device status: "
-                             f"{proxy.StatusReport}") from None
 
 
 def wait_state(proxy: Any, state: Any) -> None:
