@@ -530,8 +530,6 @@ class ListProcessor:
             t_db if send_datablocks else previous.datablock,
             t_at if send_attachments else previous.attachment,
         )
-        if stamps.datablock == 0 and not send_datablocks:
-            stamps = dataclasses.replace(stamps, datablock=mtime(paths.datablock))
         return EntryOutcome(
             ctx, entry, ok, stamps, "" if ok else "a datablock or attachment failed"
         )
