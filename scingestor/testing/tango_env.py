@@ -191,10 +191,6 @@ class ChildProcesses:
         except FileNotFoundError:
             return ""
 
-    def device_address(self, device: str, proc: subprocess.Popen[bytes]) -> str:
-        """The address clients use for ``device``, served by ``proc`` (once it is ready)."""
-        raise NotImplementedError(f"{type(self).__name__} has no device addresses")
-
 
 class TangoDatabase(ChildProcesses):
     """PyTango's SQLite Tango database on a free loopback port, started in ``workdir``.
@@ -346,8 +342,8 @@ class DeviceServer:
     :attr:`address` the address it was reached by.
     """
 
-    def __init__(self, database: ChildProcesses, argv: Sequence[str], device: str,
-                 log_name: str, proxy_timeout_ms: int = 20000) -> None:
+    def __init__(self, database: Union[TangoDatabase, FileDatabases], argv: Sequence[str],
+                 device: str, log_name: str, proxy_timeout_ms: int = 20000) -> None:
         self.database = database
         self.argv = list(argv)
         self.device = device
