@@ -33,7 +33,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from scingestor.testing import BeamtimeFactory, DevServerHandle, start_dev_server  # noqa: E402
-from scingestor.testing.setup import write_config  # noqa: E402
+from scingestor.testing.setup import wait_for, write_config  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 POLL = 0.005  # seconds between checks while waiting for something
@@ -182,14 +182,8 @@ def inotify_watches(pid: int) -> int:
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.perf_counter() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.perf_counter() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(POLL)
+    """:func:`wait_for` with the benchmark's poll period."""
+    return wait_for(predicate, timeout, interval=POLL, what=what)
 
 
 # --------------------------------------------------------------------------- server

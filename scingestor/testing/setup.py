@@ -48,13 +48,21 @@ def write_config(factory: BeamtimeFactory, scicat_url: str, **overrides: Any) ->
     return path
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns something true; raise ``TimeoutError`` otherwise."""
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> Any:
+    """Poll ``predicate`` until it returns something true; raise ``TimeoutError`` otherwise.
+
+    ``what`` names the awaited condition in the error message.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout} s")
+            raise TimeoutError(f"{what} not met within {timeout} s")
         time.sleep(interval)
