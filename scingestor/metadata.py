@@ -151,6 +151,15 @@ class MetadataGenerator:
     def find_master(self, ctx: ScanDirContext, entry: Entry) -> tuple[str, str]:
         return self._find(ctx, entry, self._cfg.master_file_extension_list)
 
+    def master_is_newer(self, ctx: ScanDirContext, entry: Entry, generated: str) -> bool:
+        """True when the scan's master file was written after the ``generated`` file.
+
+        Such a file describes an older master file (it was rewritten) and is
+        regenerated; a file edited by hand after the master file is kept.
+        """
+        master, _ = self.find_master(ctx, entry)
+        return bool(master) and mtime(master) > mtime(generated)
+
     def find_plot(self, ctx: ScanDirContext, entry: Entry) -> tuple[str, str]:
         return self._find(ctx, entry, self._cfg.plot_file_extension_list)
 

@@ -24,15 +24,24 @@ from .metadata import (
     mtime,
 )
 from .runner import GeneratorError, GeneratorRunner
-from .scicat.client import SciCatAuthError, SciCatConnectionError, SciCatError
-from .scicat.publish import DatasetPublisher, DatasetValidationError
+from .scicat.errors import InvalidDocumentError, SciCatAuthError, SciCatError, TransientError
+from .scicat.publish import DatasetPublisher
 from .state import IngestedList, Record, Stamps, atomic_write
 
 logger = logging.getLogger(__name__)
 
 
 class BatchPostponed(Exception):
-    """SciCat cannot be used right now (no login, unreachable, 5xx): try the list later."""
+    """SciCat cannot be used right now: try the list later; nothing was recorded.
+
+    ``outage`` is True when SciCat did not answer (or answered 5xx): the batch
+    resumes as soon as it answers again. False means it answered but the login
+    failed: the batch waits with back-off.
+    """
+
+    def __init__(self, reason: str, *, outage: bool) -> None:
+        super().__init__(reason)
+        self.outage = outage
 
 
 @dataclass(frozen=True)
@@ -68,11 +77,6 @@ class _Backoff:
 
 
 OutcomeCallback = Callable[[EntryOutcome], None]
-
-
-def _is_server_side(exc: SciCatError) -> bool:
-    status = getattr(exc, "status", None)
-    return status is None or (isinstance(status, int) and status >= 500)
 
 
 class ListProcessor:
@@ -275,20 +279,17 @@ class ListProcessor:
             if reingest_all or entry.is_reingest:
                 return self._reingest(ctx, entry, state, started, ingested)
             return self._ingest(ctx, entry, state, started, ingested)
-        except (SciCatAuthError, SciCatConnectionError) as exc:
-            raise BatchPostponed(str(exc)) from exc
-        except SciCatError as exc:
-            if _is_server_side(exc):
-                raise BatchPostponed(str(exc)) from exc
+        except TransientError as exc:
+            raise BatchPostponed(str(exc), outage=True) from exc
+        except SciCatAuthError as exc:
+            raise BatchPostponed(str(exc), outage=False) from exc
+        except (SciCatError, InvalidDocumentError) as exc:
+            # SciCat said no (4xx), or our document is wrong: recorded as failed
             logger.error("%s: %s", entry.scanname, exc)
-            return EntryOutcome(ctx, entry, False, self._failed_stamps(ingested, entry), str(exc))
+            return EntryOutcome(ctx, entry, False, Stamps(-1, 0, 0), str(exc))
         except (GeneratorError, UnsafeNameError, MetadataError, OSError) as exc:
             logger.warning("%s:%d: %s: %s", ctx.list_path, entry.lineno, entry.scanname, exc)
             return EntryOutcome(ctx, entry, False, None, str(exc))
-
-    def _failed_stamps(self, ingested: IngestedList, entry: Entry) -> Stamps:
-        previous = ingested.reference(entry.line)
-        return previous if previous is not None else Stamps(0, 0, 0)
 
     def _prepare(
         self,
@@ -306,6 +307,10 @@ class ListProcessor:
         cfg = self._cfg
         paths = self._generator.paths(ctx, entry)
         dataset_existed = os.path.isfile(paths.dataset)
+        if dataset_existed and self._generator.master_is_newer(ctx, entry, paths.dataset):
+            logger.info("%s: the master file is newer than %s: regenerating it",
+                        entry.scanname, paths.dataset)
+            dataset_existed = False
         dataset_generated = datablock_generated = attachment_generated = False
         if not dataset_existed and (
             cfg.force_generate_measurement or entry.scanname not in started
@@ -324,27 +329,23 @@ class ListProcessor:
         self._generator.run_callback(ctx, entry, state)
         return dataset_existed, dataset_generated, datablock_generated, attachment_generated
 
-    def _documents(self, path: str, skip_multi: bool) -> Optional[list[dict]]:
-        """Datablock or attachment documents of a file; None when unusable."""
+    def _documents(self, path: str, skip_multi: bool) -> list[dict]:
+        """Datablock or attachment documents of a file; raises :class:`MetadataError`."""
         if not os.path.isfile(path):
             return []
-        try:
-            if skip_multi and is_multi_file(path):
-                return []
-            return load_documents(path)
-        except MetadataError as exc:
-            logger.error("%s", exc)
-            return None
+        if skip_multi and is_multi_file(path):
+            return []
+        return load_documents(path)
 
-    def _dataset_document(self, path: str) -> Optional[dict]:
+    @staticmethod
+    def _dataset_document(path: str) -> dict:
+        """The dataset file's JSON object; raises :class:`InvalidDocumentError` naming it."""
         try:
             document = load_json(path)
         except MetadataError as exc:
-            logger.error("%s", exc)
-            return None
+            raise InvalidDocumentError(f"invalid dataset metadata: {exc}") from None
         if not isinstance(document, dict):
-            logger.error("%s: not a JSON object", path)
-            return None
+            raise InvalidDocumentError(f"invalid dataset metadata: {path}: not a JSON object")
         return document
 
     def _ingest(
@@ -365,32 +366,24 @@ class ListProcessor:
         if not (os.path.isfile(paths.dataset) and os.path.isfile(paths.datablock)):
             reason = "no dataset metadata was generated"
             logger.warning("%s: %s", entry.scanname, reason)
-            return EntryOutcome(ctx, entry, False, Stamps(0, previous.datablock, 0), reason)
+            return EntryOutcome(ctx, entry, False, Stamps(-1, previous.datablock, 0), reason)
         document = self._dataset_document(paths.dataset)
-        if document is None:
-            return EntryOutcome(ctx, entry, False, Stamps(0, 0, 0), "invalid dataset metadata")
         if self._dry_run:
             logger.info("dry run: would ingest %s (%s)", entry.scanname, document.get("pid"))
             return EntryOutcome(ctx, entry, True, None)
         pid = self._publish_dataset(ctx, document, state)
         t_ds = mtime(paths.dataset)
-        t_db, t_at = self._publish_children(ctx, entry, pid, paths, replace=False)
-        ok = t_db != -1 and t_at != -1
+        t_db, t_at, errors = self._publish_children(ctx, entry, pid, paths, replace=False)
         stamps = Stamps(t_ds, t_db if t_db else previous.datablock, t_at)
-        return EntryOutcome(
-            ctx, entry, ok, stamps, "" if ok else "a datablock or attachment failed"
-        )
+        return EntryOutcome(ctx, entry, not errors, stamps, "; ".join(errors))
 
     def _publish_dataset(self, ctx: ScanDirContext, document: dict, state: MeasurementState) -> str:
-        try:
-            result = self._publisher.ingest_dataset(
-                document,
-                beamtime_id=ctx.beamtime.beamtime_id,
-                proposal_id_expected=self._generator.expected_proposal_id(ctx),
-                measurement=state.measurement if state.active else "",
-            )
-        except DatasetValidationError as exc:
-            raise SciCatError("VALIDATE", ctx.list_path, 400, str(exc)) from exc
+        result = self._publisher.ingest_dataset(
+            document,
+            beamtime_id=ctx.beamtime.beamtime_id,
+            proposal_id_expected=self._generator.expected_proposal_id(ctx),
+            measurement=state.measurement if state.active else "",
+        )
         logger.info("Dataset %s: %s", result.pid, result.action)
         return result.pid
 
@@ -404,42 +397,44 @@ class ListProcessor:
         replace: bool,
         datablocks: bool = True,
         attachments: bool = True,
-    ) -> tuple[float, float]:
-        """Send datablocks and attachments; returns their stamps (0 none, -1 failed)."""
+    ) -> tuple[float, float, list[str]]:
+        """Send datablocks and attachments.
+
+        Returns their stamps (0 none, -1 failed) and the reasons of failures
+        (a refusal by SciCat or an unusable file); transient errors propagate.
+        """
         cfg = self._cfg
+        errors: list[str] = []
         t_db: float = 0
         t_at: float = 0
         if datablocks:
-            blocks = self._documents(paths.datablock, cfg.skip_multi_datablock_ingestion)
-            if blocks is None:
-                t_db = -1
-            else:
-                try:
-                    self._publisher.sync_datablocks(pid, blocks, replace=replace)
-                    t_db = mtime(paths.datablock)
-                except SciCatError as exc:
-                    if _is_server_side(exc):
-                        raise
-                    logger.error("%s: datablock: %s", entry.scanname, exc)
-                    t_db = -1
+            t_db = self._publish_part(
+                "datablock", paths.datablock, cfg.skip_multi_datablock_ingestion, errors,
+                lambda docs: self._publisher.sync_datablocks(pid, docs, replace=replace))
         if attachments and cfg.ingest_dataset_attachment and os.path.isfile(paths.attachment):
-            docs = self._documents(paths.attachment, cfg.skip_multi_attachment_ingestion)
-            if docs is None:
-                t_at = -1
-            else:
-                try:
-                    self._publisher.sync_attachments(
-                        pid,
-                        docs,
-                        replace_all=replace,
-                    )
-                    t_at = mtime(paths.attachment)
-                except SciCatError as exc:
-                    if _is_server_side(exc):
-                        raise
-                    logger.error("%s: attachment: %s", entry.scanname, exc)
-                    t_at = -1
-        return t_db, t_at
+            t_at = self._publish_part(
+                "attachment", paths.attachment, cfg.skip_multi_attachment_ingestion, errors,
+                lambda docs: self._publisher.sync_attachments(pid, docs, replace_all=replace))
+        for error in errors:
+            logger.error("%s: %s", entry.scanname, error)
+        return t_db, t_at, errors
+
+    def _publish_part(self, what: str, path: str, skip_multi: bool, errors: list[str],
+                      send: Callable[[list[dict]], object]) -> float:
+        """Send one metadata file's documents; its stamp, or -1 with the reason in ``errors``."""
+        try:
+            docs = self._documents(path, skip_multi)
+        except MetadataError as exc:
+            errors.append(f"{what}: {exc}")
+            return -1
+        try:
+            send(docs)
+        except SciCatError as exc:
+            if isinstance(exc, (TransientError, SciCatAuthError)):
+                raise
+            errors.append(f"{what}: {exc}")
+            return -1
+        return mtime(path)
 
     def _reingest(
         self,
@@ -488,12 +483,8 @@ class ListProcessor:
         if not (os.path.isfile(paths.dataset) and os.path.isfile(paths.datablock)):
             reason = "no dataset metadata was generated"
             logger.warning("%s: %s", entry.scanname, reason)
-            return EntryOutcome(ctx, entry, False, reference or Stamps(0, 0, 0), reason)
+            return EntryOutcome(ctx, entry, False, Stamps(-1, 0, 0), reason)
         document = self._dataset_document(paths.dataset)
-        if document is None:
-            return EntryOutcome(
-                ctx, entry, False, reference or Stamps(0, 0, 0), "invalid dataset metadata"
-            )
         if not (send_dataset or send_datablocks or send_attachments):
             return EntryOutcome(ctx, entry, True, reference, skipped=True)
         if self._dry_run:
@@ -515,7 +506,7 @@ class ListProcessor:
             if pid != file_pid and not is_multi_file(paths.datablock):
                 gen.generate_datablock(ctx, entry, state)
                 send_datablocks = True
-        t_db, t_at = self._publish_children(
+        t_db, t_at, errors = self._publish_children(
             ctx,
             entry,
             pid,
@@ -524,15 +515,12 @@ class ListProcessor:
             datablocks=send_datablocks,
             attachments=send_attachments,
         )
-        ok = t_db != -1 and t_at != -1
         stamps = Stamps(
             t_ds,
             t_db if send_datablocks else previous.datablock,
             t_at if send_attachments else previous.attachment,
         )
-        return EntryOutcome(
-            ctx, entry, ok, stamps, "" if ok else "a datablock or attachment failed"
-        )
+        return EntryOutcome(ctx, entry, not errors, stamps, "; ".join(errors))
 
 
 def _earliest(current: Optional[float], candidate: float) -> float:

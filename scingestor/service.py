@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 
 StatusCallback = Callable[[StatusSnapshot], None]
 
+#: Seconds between two checks whether SciCat answers again during an outage
+#: (README "SciCat access"): waiting scans resume at most this long after it does.
+PROBE_INTERVAL = 1.0
+
 
 class ServiceError(Exception):
     """A command cannot be carried out (unknown scan directory, bad name, ...)."""
@@ -55,6 +59,8 @@ class IngestorService:
         self._measurements: dict[str, str] = {}
         self._failed_keys: set[tuple[str, str]] = set()
         self._postpone_attempts = 0
+        self._awaiting_scicat: set[str] = set()  # lists waiting for SciCat to answer again
+        self._probe_due = 0.0
         self._scicat_problem = ""
         self._busy = False
         self._worker: Optional[threading.Thread] = None
@@ -111,6 +117,7 @@ class IngestorService:
             worker.join(timeout)
         with self._lock:
             self._due.clear()
+            self._awaiting_scicat.clear()
             self._jobs.clear()
         self._publish()
 
@@ -196,7 +203,8 @@ class IngestorService:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                if not self._due and not self._jobs and not self._busy and not self._count_now:
+                if not (self._due or self._jobs or self._busy or self._count_now
+                        or self._awaiting_scicat):
                     return True
             time.sleep(0.02)
         return False
@@ -222,6 +230,7 @@ class IngestorService:
         with self._wakeup:
             self._contexts.pop(ctx.list_path, None)
             self._due.pop(ctx.list_path, None)
+            self._awaiting_scicat.discard(ctx.list_path)
             self._waiting.pop(ctx.list_path, None)
             self._measurements.pop(ctx.scanpath, None)
             self._failed_keys = {key for key in self._failed_keys if key[0] != ctx.list_path}
@@ -267,18 +276,44 @@ class IngestorService:
                         return lambda ctx=ctx: self._count(ctx)
                     continue
                 now = time.monotonic()
+                if self._awaiting_scicat and self._probe_due <= now:
+                    self._probe_due = now + PROBE_INTERVAL
+                    return self._probe
                 if self._due:
                     path, due = min(self._due.items(), key=lambda item: item[1])
                     if due <= now:
                         del self._due[path]
+                        if self._awaiting_scicat:  # SciCat is down: wait with the others
+                            self._awaiting_scicat.add(path)
+                            continue
                         ctx = self._contexts.get(path)
                         if ctx is not None:
                             return lambda ctx=ctx: self._process(ctx)
                         continue
-                    self._wakeup.wait(due - now)
+                    self._wakeup.wait(self._wait_time(due - now, now))
                 else:
-                    self._wakeup.wait()
+                    self._wakeup.wait(self._wait_time(None, now))
         return None
+
+    def _wait_time(self, until_due: Optional[float], now: float) -> Optional[float]:
+        """How long the worker may sleep: until the next list or the next probe."""
+        if not self._awaiting_scicat:
+            return until_due
+        until_probe = max(0.0, self._probe_due - now)
+        return until_probe if until_due is None else min(until_due, until_probe)
+
+    def _probe(self) -> None:
+        """During an outage: does SciCat answer again? Then every waiting list goes now."""
+        assert self._client is not None
+        if not self._client.probe():
+            return
+        with self._wakeup:
+            now = time.monotonic()
+            waiting, self._awaiting_scicat = self._awaiting_scicat, set()
+            for path in waiting:
+                self._due[path] = now
+            self._wakeup.notify_all()
+        logger.info("SciCat answers again: resuming %d list(s)", len(waiting))
 
     def _count(self, ctx: ScanDirContext) -> None:
         assert self._processor is not None
@@ -302,17 +337,26 @@ class IngestorService:
         try:
             result = self._processor.process(ctx)
         except BatchPostponed as exc:
+            with self._lock:
+                self._scicat_problem = str(exc)
+            self._error(str(exc))
+            if exc.outage:
+                logger.warning("%s: SciCat does not answer (%s); waiting until it does",
+                               ctx.list_path, exc)
+                with self._wakeup:
+                    if ctx.list_path in self._contexts:
+                        if not self._awaiting_scicat:
+                            self._probe_due = time.monotonic() + PROBE_INTERVAL
+                        self._awaiting_scicat.add(ctx.list_path)
+                return
             self._postpone_attempts += 1
             delay = min(
                 self._cfg.retry_backoff_initial * 2 ** (self._postpone_attempts - 1),
                 self._cfg.retry_backoff_max,
             )
             logger.warning(
-                "%s: SciCat not usable (%s); retrying in %.1f s", ctx.list_path, exc, delay
+                "%s: SciCat login failed (%s); retrying in %.1f s", ctx.list_path, exc, delay
             )
-            with self._lock:
-                self._scicat_problem = str(exc)
-            self._error(str(exc))
             self._reschedule(ctx, delay)
             return
         except FileNotFoundError:

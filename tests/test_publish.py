@@ -12,7 +12,7 @@ from scingestor.config import config_from_mapping
 from scingestor.credentials import CredentialSource
 from scingestor.scicat.client import SciCatClient
 from scingestor.scicat.errors import (
-    DatasetValidationError,
+    InvalidDocumentError,
     SciCatConnectionError,
     SciCatError,
     SciCatForbiddenError,
@@ -114,8 +114,12 @@ def test_differences_uses_dotted_skip_paths():
     assert differences(server, {"a": 1, "meta": {"x": 1, "y": 3}}, ["createdAt"]) == ["meta.y"]
     assert differences(server, {"a": 1, "meta": {"x": 1, "y": 3}},
                        ["createdAt", "meta.y"]) == []
-    assert differences(server, {"a": 1, "meta": {"x": 1}}, []) == ["createdAt", "meta.y"]
+    # what only the server has is its own business (server-managed fields) ...
+    assert differences(server, {"a": 1, "meta": {"x": 1}}, []) == []
     assert differences({"a": 1}, {"a": 1, "b": 2}) == ["b"]
+    # ... except an entry of the scientific metadata that the scan no longer has
+    assert differences({"x": 1, "y": 2}, {"x": 1}, (), "scientificMetadata") == [
+        "scientificMetadata.y"]
 
 
 # -- ingest_dataset ---------------------------------------------------------------------
@@ -269,11 +273,11 @@ def test_403_on_existence_check_is_reported_not_posted(scicat_server, tmp_path):
 def test_validation_errors_name_the_field_and_send_nothing(scicat_server, tmp_path):
     publisher = make_publisher(scicat_server, tmp_path)
     wrong_proposal = dict(DATASET, proposalId="1.2")
-    with pytest.raises(DatasetValidationError, match="proposalId"):
+    with pytest.raises(InvalidDocumentError, match="proposalId"):
         ingest(publisher, wrong_proposal)
-    with pytest.raises(DatasetValidationError, match="pid"):
+    with pytest.raises(InvalidDocumentError, match="pid"):
         ingest(publisher, dict(DATASET, pid="99009999/myscan_00001"))
-    with pytest.raises(DatasetValidationError, match="pid"):
+    with pytest.raises(InvalidDocumentError, match="pid"):
         ingest(publisher, {k: v for k, v in DATASET.items() if k != "pid"})
     assert scicat_server.requests == []
     # a derived dataset is not checked against the proposal id: it reaches the server

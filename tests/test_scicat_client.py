@@ -10,7 +10,8 @@ import pytest
 
 from scingestor.config import config_from_mapping
 from scingestor.credentials import CredentialSource
-from scingestor.scicat.client import SciCatClient, encode_segment
+from scingestor.scicat.client import SciCatClient
+from scingestor.scicat.urls import encode_segment
 from scingestor.scicat.errors import (
     SciCatAuthError,
     SciCatConnectionError,

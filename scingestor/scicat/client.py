@@ -5,21 +5,26 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, Optional, Tuple
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
+from urllib3.exceptions import NewConnectionError
 
 from scingestor.credentials import CredentialError
 from scingestor.logsetup import register_secret
 from scingestor.scicat.errors import (
+    DeleteForbiddenError,
+    RejectedError,
     SciCatAuthError,
     SciCatConnectionError,
     SciCatError,
     SciCatForbiddenError,
+    ServerError,
 )
+from scingestor.scicat.urls import api_version, strip_query, v3_root
 from scingestor.secret import Secret
 
 if TYPE_CHECKING:
@@ -34,6 +39,11 @@ LEGACY_LOGIN_PATH = "Users/login"
 
 #: Statuses worth repeating for every retryable request (gateway/overload).
 GATEWAY_STATUSES = frozenset({502, 503, 504})
+#: One request is repeated after these pauses at most (README "SciCat access");
+#: a longer outage is the service's business (it probes, see ``probe``).
+REQUEST_RETRY_DELAYS = (0.25, 0.5, 1.0)
+#: Seconds a probe waits for any answer.
+PROBE_TIMEOUT = 2.0
 #: Methods that are idempotent by definition.
 SAFE_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 #: Seconds subtracted from a token's lifetime before it is renewed.
@@ -63,17 +73,6 @@ def _install_redaction() -> None:
     urllib3_logger = logging.getLogger("urllib3.connectionpool")
     if _REDACTOR not in urllib3_logger.filters:
         urllib3_logger.addFilter(_REDACTOR)
-
-
-def encode_segment(value: str) -> str:
-    """Percent-encode one URL path segment (``/`` becomes ``%2F``)."""
-    return quote(str(value), safe="")
-
-
-def strip_query(url: str) -> str:
-    """Return ``url`` without query string and fragment."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 def server_message(response: requests.Response) -> str:
@@ -135,10 +134,14 @@ class SciCatClient:
         self._login_lock = threading.Lock()
         self._token: Optional[Secret] = token if token else None
         self._token_expires: Optional[float] = None
-        self._login_path = str(cfg.scicat_users_login_path).strip("/")
-        self._base = str(cfg.scicat_url)
-        if not self._base.endswith("/"):
-            self._base += "/"
+        self._base = str(cfg.scicat_url).split("?", 1)[0].rstrip("/") + "/"
+        self.api_version = api_version(self._base)
+        #: Root of login, proposals and the other v3-only models.
+        self.v3_base = v3_root(self._base) + "/"
+        login = str(cfg.scicat_users_login_path).strip("/")
+        if self.api_version == 4 and not cfg.is_explicit("scicat_users_login_path"):
+            login = AUTH_LOGIN_PATH  # there is no v4 login and no legacy one beside v4
+        self._login_path = login
         self._reachable = True
         self._last_error = ""
         if cfg.token_in_query:
@@ -161,8 +164,14 @@ class SciCatClient:
         return self._login_path
 
     def url(self, path: str) -> str:
-        """Return the full URL of an API path (no query string)."""
+        """Return the full URL of an API path (or of an absolute URL as it is)."""
+        if path.startswith(("http://", "https://")):
+            return path
         return self._base + path.lstrip("/")
+
+    def v3_url(self, path: str) -> str:
+        """The URL of ``path`` below the v3 root (login, proposals, samples …)."""
+        return self.v3_base + path.lstrip("/")
 
     def close(self) -> None:
         """Close the HTTP session."""
@@ -191,12 +200,13 @@ class SciCatClient:
         if source is None:
             if self._token:
                 return self._token
-            raise SciCatAuthError("POST", self.url(self._login_path), None,
+            raise SciCatAuthError("POST", self.v3_url(self._login_path), None,
                                   "no credentials configured (ingestor_credential_file)")
         try:
             creds = source.load()
         except CredentialError as exc:
-            raise SciCatAuthError("POST", self.url(self._login_path), None, str(exc)) from None
+            raise SciCatAuthError("POST", self.v3_url(self._login_path), None,
+                                  str(exc)) from None
         if creds.token:
             self._set_token(creds.token, None)
             return creds.token
@@ -207,14 +217,14 @@ class SciCatClient:
             other = self._fallback_login_path()
             token, lifetime = self._login_at(other, body)
             if token is None:
-                raise SciCatAuthError("POST", self.url(self._login_path), None,
+                raise SciCatAuthError("POST", self.v3_url(self._login_path), None,
                                       f"no token from {self._login_path!r} nor {other!r}")
             logger.warning("SciCat login at %r gave no token but %r works: set "
                            "'scicat_users_login_path: %s' in the configuration",
                            self._login_path, other, other)
             self._login_path = other
         self._set_token(token, lifetime)
-        logger.info("logged in to SciCat at %s", self.url(self._login_path))
+        logger.info("logged in to SciCat at %s", self.v3_url(self._login_path))
         return token
 
     def _fallback_login_path(self) -> str:
@@ -224,7 +234,7 @@ class SciCatClient:
 
     def _login_at(self, path: str, body: str) -> Tuple[Optional[Secret], Optional[float]]:
         """POST a login; return (token, lifetime) or (None, None) for "no token here"."""
-        response = self._send("POST", path, body, idempotent=True, token=None)
+        response = self._send("POST", self.v3_url(path), body, idempotent=True, token=None)
         url = strip_query(response.url)
         if response.status_code == 404:
             return None, None
@@ -256,59 +266,75 @@ class SciCatClient:
             self._token_expires = self._clock() + lifetime - margin
 
     # -- requests --------------------------------------------------------
-    def get(self, path: str, *, accept: Collection[int] = ()) -> requests.Response:
-        """GET an API path."""
-        return self.request("GET", path, accept=accept)
+    def get(self, path: str, *, params: Optional[Dict[str, str]] = None,
+            accept: Collection[int] = ()) -> requests.Response:
+        """GET an API path (``params``: query parameters such as a ``filter``)."""
+        return self.request("GET", path, params=params, accept=accept)
 
     def post(self, path: str, body: Any, *, idempotent: bool = False,
              accept: Collection[int] = ()) -> requests.Response:
         """POST a JSON body (an object, or already serialised text)."""
         return self.request("POST", path, body, idempotent=idempotent, accept=accept)
 
-    def patch(self, path: str, body: Any, *, idempotent: bool = False,
+    def patch(self, path: str, body: Any, *, idempotent: bool = True,
               accept: Collection[int] = ()) -> requests.Response:
-        """PATCH with a JSON body."""
+        """PATCH with a JSON body (a PATCH sets values: repeating it is harmless)."""
         return self.request("PATCH", path, body, idempotent=idempotent, accept=accept)
+
+    def put(self, path: str, body: Any, *, accept: Collection[int] = ()) -> requests.Response:
+        """PUT a JSON body (replaces an object: repeating it is harmless)."""
+        return self.request("PUT", path, body, idempotent=True, accept=accept)
 
     def delete(self, path: str, *, accept: Collection[int] = ()) -> requests.Response:
         """DELETE an API path."""
         return self.request("DELETE", path, accept=accept)
 
     def request(self, method: str, path: str, body: Any = None, *,
+                params: Optional[Dict[str, str]] = None,
                 idempotent: bool = False, accept: Collection[int] = ()) -> requests.Response:
         """Send an authenticated request and return a 2xx (or accepted) answer.
 
         A 401 leads to one re-login and one repetition. Other statuses raise
-        :class:`SciCatError` (403: :class:`SciCatForbiddenError`) unless
-        listed in ``accept``. ``idempotent`` allows repeating a POST/PATCH
+        by kind (see :mod:`scingestor.scicat.errors`): 5xx
+        :class:`ServerError`, 403 :class:`SciCatForbiddenError` (on DELETE
+        :class:`DeleteForbiddenError`), other 4xx :class:`RejectedError`,
+        unless listed in ``accept``. ``idempotent`` allows repeating a POST
         after a lost connection or a gateway error.
         """
         method = method.upper()
         data = body if body is None or isinstance(body, (str, bytes)) else json.dumps(body)
-        response = self._send(method, path, data, idempotent=idempotent,
-                              token=self.token())
+        url = self.url(path)
+        response = self._send(method, url, data, idempotent=idempotent,
+                              token=self.token(), params=params)
         if response.status_code == 401 and self._credentials is not None:
             logger.info("SciCat refused the token (%s %s): logging in again",
                         method, strip_query(response.url))
             with self._login_lock:
                 self._token = None
                 token = self._login_locked()
-            response = self._send(method, path, data, idempotent=idempotent,
-                                  token=token)
+            response = self._send(method, url, data, idempotent=idempotent,
+                                  token=token, params=params)
         status = response.status_code
         if 200 <= status < 300 or status in accept:
             self._last_error = ""
             return response
-        url = strip_query(response.url)
-        message = server_message(response)
-        if status == 401:
-            error: SciCatError = SciCatAuthError(method, url, status, message)
-        elif status == 403:
-            error = SciCatForbiddenError(method, url, status, message)
-        else:
-            error = SciCatError(method, url, status, message)
+        error = _error_for(method, strip_query(response.url), status, server_message(response))
         self._last_error = str(error)
         raise error
+
+    def probe(self) -> bool:
+        """True if SciCat answers at all (any status below 500), without login.
+
+        Cheap and quick (:data:`PROBE_TIMEOUT`, no retries): the service calls
+        it while SciCat is unreachable, to resume as soon as it answers.
+        """
+        try:
+            response = self._session.get(self._base, timeout=PROBE_TIMEOUT,
+                                         headers={"Accept": "application/json"})
+        except requests.RequestException:
+            return False
+        self._reachable = response.status_code < 500
+        return self._reachable
 
     def _retryable_status(self, method: str, status: int, idempotent: bool) -> bool:
         if status in GATEWAY_STATUSES:
@@ -317,68 +343,59 @@ class SciCatClient:
             return method in SAFE_METHODS
         return False
 
-    def _send(self, method: str, path: str, data: Any, *, idempotent: bool,
-              token: Optional[Secret]) -> requests.Response:
-        """Send one request with retries; return the last answer received."""
+    def _send(self, method: str, url: str, data: Any, *, idempotent: bool,
+              token: Optional[Secret],
+              params: Optional[Dict[str, str]] = None) -> requests.Response:
+        """Send one request, repeated after :data:`REQUEST_RETRY_DELAYS` when that is safe.
+
+        At most ``max_request_tries_number`` tries. Returns the last answer;
+        raises :class:`SciCatConnectionError` when none came.
+        """
         cfg = self._cfg
-        url = self.url(path)
         headers: Dict[str, str] = {str(k): str(v) for k, v in dict(cfg.request_headers).items()}
-        params = None
+        query: Dict[str, str] = dict(params or {})
         if token:
             headers["Authorization"] = f"Bearer {token.reveal()}"
             if cfg.token_in_query:
-                params = {"access_token": token.reveal()}
+                query["access_token"] = token.reveal()
         if data is not None and not any(k.lower() == "content-type" for k in headers):
             headers["Content-Type"] = "application/json"
-        attempts = max(1, int(cfg.max_request_tries_number or 1))
-        delay = max(0.0, float(cfg.retry_backoff_initial))
-        cap = max(delay, float(cfg.retry_backoff_max))
-        deadline = self._clock() + cap
-        attempt = 0
+        delays = list(REQUEST_RETRY_DELAYS[:max(0, int(cfg.max_request_tries_number or 1) - 1)])
         while True:
-            attempt += 1
             try:
                 response = self._session.request(method, url, data=data, headers=headers,
-                                                 params=params, timeout=cfg.request_timeout)
+                                                 params=query or None,
+                                                 timeout=cfg.request_timeout)
             except requests.RequestException as exc:
                 self._reachable = False
                 reason = self._describe(exc, token)
                 self._last_error = f"{method} {url}: {reason}"
                 retry = method in SAFE_METHODS or idempotent or _not_sent(exc)
-                if not retry or not self._may_retry(attempt, attempts, delay, deadline):
+                if not (retry and delays) or self._stop.is_set():
                     raise SciCatConnectionError(method, url, None, reason) from None
-                logger.warning("%s %s: %s; retrying in %.3g s", method, url, reason, delay)
+                logger.info("%s %s: %s; retrying in %.3g s", method, url, reason, delays[0])
             else:
                 self._reachable = True
                 status = response.status_code
                 logger.debug("%s %s -> %s", method, url, status)
-                if not (self._retryable_status(method, status, idempotent)
-                        and self._may_retry(attempt, attempts, delay, deadline)):
+                if not (delays and self._retryable_status(method, status, idempotent)):
                     return response
-                logger.warning("%s %s: %s %s; retrying in %.3g s", method, url, status,
-                               server_message(response), delay)
-            if self._stop.wait(delay):
+                logger.info("%s %s: %s %s; retrying in %.3g s", method, url, status,
+                            server_message(response), delays[0])
+            if self._stop.wait(delays.pop(0)):
                 raise SciCatConnectionError(method, url, None, "stopped while retrying")
-            delay = min(cap, delay * 2 if delay > 0 else 0.0)
-
-    def _may_retry(self, attempt: int, attempts: int, delay: float, deadline: float) -> bool:
-        if attempt >= attempts or self._stop.is_set():
-            return False
-        return self._clock() + delay <= deadline or delay == 0.0
 
     @staticmethod
     def _describe(exc: Exception, token: Optional[Secret]) -> str:
         """A short reason for a failed connection, without URL queries or secrets."""
         if isinstance(exc, requests.Timeout):
             reason = "timed out"
+        elif _caused_by(exc, ConnectionRefusedError):
+            reason = "connection refused"
+        elif _caused_by(exc, socket.gaierror):
+            reason = "host name not resolved"
         elif isinstance(exc, requests.ConnectionError):
-            text = str(exc)
-            if "refused" in text.lower():
-                reason = "connection refused"
-            elif "name or service" in text.lower() or "resolve" in text.lower():
-                reason = "host name not resolved"
-            else:
-                reason = "connection failed"
+            reason = "connection failed"
         else:
             reason = type(exc).__name__
         if token and token.reveal() in reason:
@@ -386,11 +403,38 @@ class SciCatClient:
         return f"{reason} ({type(exc).__name__})"
 
 
+def _error_for(method: str, url: str, status: int, message: str) -> SciCatError:
+    """The exception type that says what to do about an HTTP error status."""
+    if status == 401:
+        return SciCatAuthError(method, url, status, message)
+    if status == 403:
+        kind = DeleteForbiddenError if method == "DELETE" else SciCatForbiddenError
+        return kind(method, url, status, message)
+    if status >= 500:
+        return ServerError(method, url, status, message)
+    if 400 <= status < 500:
+        return RejectedError(method, url, status, message)
+    return SciCatError(method, url, status, message)
+
+
+def _caused_by(exc: BaseException, kind: type) -> bool:
+    """True if ``kind`` is anywhere in the chain of causes (requests wraps urllib3 wraps OS)."""
+    seen = set()
+    stack = [exc]
+    while stack:
+        item = stack.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, kind):
+            return True
+        stack.extend([item.__cause__, item.__context__, getattr(item, "reason", None)])
+        stack.extend(arg for arg in getattr(item, "args", ()) if isinstance(arg, BaseException))
+    return False
+
+
 def _not_sent(exc: Exception) -> bool:
-    """True if the request certainly never reached the server."""
+    """True if the request certainly never reached the server (no connection was made)."""
     if isinstance(exc, requests.ConnectTimeout):
         return True
-    if isinstance(exc, requests.ConnectionError):
-        text = str(exc).lower()
-        return "refused" in text or "newconnectionerror" in text
-    return False
+    return _caused_by(exc, NewConnectionError) or _caused_by(exc, ConnectionRefusedError)

@@ -1,24 +1,39 @@
-"""Publish datasets, OrigDatablocks and attachments to SciCat, idempotently."""
+"""Publish datasets, OrigDatablocks and attachments to SciCat, idempotently.
+
+Datasets are compared with the server copy before anything is sent (see
+:mod:`scingestor.scicat.compare`); datablocks and thumbnails are matched with
+the server's and replaced **in place** (PATCH / PUT), so a replacement is never
+posted while the old one is still there (README "SciCat access").
+"""
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
-from scingestor.scicat.client import SciCatClient, encode_segment, response_json
-from scingestor.scicat.errors import DatasetValidationError, SciCatError
+from scingestor.scicat.api import ApiDialect
+from scingestor.scicat.client import SciCatClient, response_json
+from scingestor.scicat.compare import compare_dataset, differences, file_signature, thumbnail_key
+from scingestor.scicat.errors import InvalidDocumentError, RejectedError, SciCatError
+from scingestor.scicat.urls import encode_segment
 
 if TYPE_CHECKING:
     from scingestor.config import IngestorConfig
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["DatasetPublisher", "DatasetResult", "SyncResult", "differences",
+           "format_proposal_id", "next_version"]
+
 #: Fields a current backend refuses in a PATCH body, whatever the configuration.
 NEVER_PATCHED = ("pid", "type")
+#: Fields of a datablock or attachment that are not sent when it is updated in place.
+NOT_UPDATED = ("id", "_id", "aid", "datasetId", "relationships")
+#: Statuses meaning "this server cannot update that object in place".
+NO_UPDATE_ROUTE = (404, 405)
 #: Upper bound of version candidates tried (guards against a server that finds every pid).
 MAX_VERSIONS = 10000
 
@@ -48,6 +63,7 @@ class SyncResult:
     kept: int = 0
     deleted: int = 0
     skipped: int = 0
+    updated: int = 0
 
 
 def format_proposal_id(pattern: str, proposal_id: str, beamtime_id: str) -> str:
@@ -59,33 +75,6 @@ def format_proposal_id(pattern: str, proposal_id: str, beamtime_id: str) -> str:
     return text
 
 
-def differences(server: Any, local: Any, skip: Iterable[str] = (), prefix: str = "") -> List[str]:
-    """Return the dotted paths where two documents differ (empty: equal).
-
-    Keys whose dotted path is in ``skip`` are ignored; nested objects are
-    compared key by key, everything else by equality. A key only the server
-    has with a null value is ignored (servers fill unset fields with null).
-    """
-    skipped = set(skip)
-    if not (isinstance(server, dict) and isinstance(local, dict)):
-        return [] if server == local else [prefix or "."]
-    found: List[str] = []
-    for key in sorted(set(server) | set(local), key=str):
-        path = f"{prefix}.{key}" if prefix else str(key)
-        if path in skipped:
-            continue
-        if key not in local:
-            if server[key] is not None:
-                found.append(path)
-        elif key not in server:
-            found.append(path)
-        elif isinstance(server[key], dict) and isinstance(local[key], dict):
-            found.extend(differences(server[key], local[key], skipped, path))
-        elif server[key] != local[key]:
-            found.append(path)
-    return found
-
-
 def next_version(pid: str) -> str:
     """``bt/scan`` → ``bt/scan/2``; ``bt/scan/2`` → ``bt/scan/3``."""
     parts = pid.split("/")
@@ -95,38 +84,20 @@ def next_version(pid: str) -> str:
     return pid + "/2"
 
 
-def _file_signature(block: Dict[str, Any]) -> Tuple:
-    """Identity of a datablock: its (path, size) pairs."""
-    files = block.get("dataFileList") or []
-    return tuple(sorted((str(f.get("path")), f.get("size")) for f in files
-                        if isinstance(f, dict)))
-
-
-def _thumbnail_key(attachment: Dict[str, Any]) -> str:
-    """Identity of an attachment: its thumbnail."""
-    return json.dumps(attachment.get("thumbnail"), sort_keys=True)
-
-
-def _object_id(obj: Dict[str, Any]) -> Optional[str]:
-    value = obj.get("id", obj.get("_id"))
-    return None if value is None else str(value)
-
-
 class DatasetPublisher:
-    """Implements dataset creation/update and child synchronisation (spec 06)."""
+    """Dataset creation/update and child synchronisation over one :class:`ApiDialect`."""
 
     def __init__(self, cfg: IngestorConfig, client: SciCatClient) -> None:
         self._cfg = cfg
         self._client = client
+        self._api = ApiDialect(cfg)
         self._prefix = cfg.dataset_pid_prefix or ""
         self._strategy = cfg.dataset_update_strategy  # validated, lower-case
 
-    # -- paths -------------------------------------------------------------
-    def _dataset_path(self, full_pid: str) -> str:
-        return f"{self._cfg.scicat_datasets_path}/{encode_segment(full_pid)}"
-
-    def _attachments_path(self, full_pid: str) -> str:
-        return str(self._cfg.scicat_attachments_path).replace("{pid}", encode_segment(full_pid))
+    @property
+    def api(self) -> ApiDialect:
+        """The API dialect (v3 or v4) in use."""
+        return self._api
 
     # -- datasets ----------------------------------------------------------
     def fetch_dataset(self, full_pid: str) -> Optional[Dict[str, Any]]:
@@ -135,15 +106,16 @@ class DatasetPublisher:
         2xx with a JSON object → the object; 2xx with an empty body or 404 →
         None; 403 raises :class:`SciCatForbiddenError`; others raise.
         """
-        response = self._client.get(self._dataset_path(full_pid), accept=(404,))
+        path = self._api.dataset(full_pid)
+        response = self._client.get(path, accept=(404,))
         if response.status_code == 404:
             return None
         body = response_json(response)
         if body is None or body == {}:
             return None
         if not isinstance(body, dict):
-            raise SciCatError("GET", self._client.url(self._dataset_path(full_pid)),
-                              response.status_code, "answer is not a JSON object")
+            raise SciCatError("GET", self._client.url(path), response.status_code,
+                              "answer is not a JSON object")
         return body
 
     def ingest_dataset(self, doc: Dict[str, Any], *, beamtime_id: str,
@@ -151,15 +123,16 @@ class DatasetPublisher:
                        measurement: str = "") -> DatasetResult:
         """Create or update one dataset per ``dataset_update_strategy``.
 
-        Raises :class:`DatasetValidationError` before any request when the
+        Raises :class:`InvalidDocumentError` before any request when the
         document does not belong to the beamtime, :class:`SciCatError` when
         the server fails.
         """
         pid = self._validate(doc, beamtime_id, proposal_id_expected)
         full = self._prefix + pid
+        local = self._api.dataset_body(doc)
         server = self.fetch_dataset(full)
         if server is None:
-            response = self._client.post(self._cfg.scicat_datasets_path, doc,
+            response = self._client.post(self._api.datasets, local,
                                          idempotent=True, accept=(409,))
             if response.status_code != 409:
                 logger.info("dataset %s created", full)
@@ -167,12 +140,12 @@ class DatasetPublisher:
             logger.info("dataset %s already exists (409): comparing", full)
             server = self.fetch_dataset(full)
             if server is None:
-                raise SciCatError("POST", self._client.url(self._cfg.scicat_datasets_path),
+                raise SciCatError("POST", self._client.url(self._api.datasets),
                                   409, f"dataset {full} reported as duplicate but not found")
         if self._strategy == "no":
             logger.info("dataset %s exists (dataset_update_strategy: no)", full)
             return DatasetResult(pid, "skipped")
-        local = copy.deepcopy(dict(doc))
+        local = copy.deepcopy(local)
         local["pid"] = full
         keywords = local.get("keywords")
         if (self._cfg.force_measurement_keyword and measurement
@@ -183,7 +156,7 @@ class DatasetPublisher:
             logger.info("dataset %s exists unchanged", full)
             return DatasetResult(pid, "unchanged")
         if self._strategy == "patch" or (self._strategy == "mixed" and not core):
-            self._patch(full, local, core + scientific)
+            self._patch(full, local, server, core + scientific)
             return DatasetResult(pid, "patched")
         return self._new_version(pid, local, core + scientific)
 
@@ -191,34 +164,28 @@ class DatasetPublisher:
                   proposal_id_expected: Optional[str]) -> str:
         pid = doc.get("pid")
         if not isinstance(pid, str) or not pid:
-            raise DatasetValidationError("dataset has no 'pid'")
+            raise InvalidDocumentError("dataset has no 'pid'")
         if not pid.startswith(f"{beamtime_id}/"):
-            raise DatasetValidationError(
+            raise InvalidDocumentError(
                 f"dataset 'pid' {pid!r} does not start with the beamtime id '{beamtime_id}/'")
         if doc.get("type") == "raw" and proposal_id_expected is not None:
-            found = doc.get("proposalId")
+            found = doc.get("proposalId", _first(doc.get("proposalIds")))
             if found != proposal_id_expected:
-                raise DatasetValidationError(
+                raise InvalidDocumentError(
                     f"dataset {pid!r}: 'proposalId' {found!r} differs from "
                     f"{proposal_id_expected!r} (scicat_proposal_id_pattern)")
         return pid
 
     def _compare(self, server: Dict[str, Any], local: Dict[str, Any]) -> Tuple[List, List]:
         """Return (core differences, scientificMetadata differences)."""
-        core = differences(server, local, self._cfg.metadata_fields_without_checks)
-        key = "scientificMetadata"
-        if key in server and key in local:
-            scientific = [f"{key}.{p}" for p in differences(server[key], local[key])]
-        elif (key in server) != (key in local):
-            scientific = [key]
-        else:
-            scientific = []
-        return core, scientific
+        return compare_dataset(server, local, self._cfg.metadata_fields_without_checks)
 
-    def _patch(self, full: str, local: Dict[str, Any], changed: List[str]) -> None:
+    def _patch(self, full: str, local: Dict[str, Any], server: Dict[str, Any],
+               changed: List[str]) -> None:
         dropped = set(self._cfg.metadata_fields_cannot_be_patched) | set(NEVER_PATCHED)
-        body = {k: v for k, v in local.items() if k not in dropped}
-        self._client.patch(self._dataset_path(full), body, idempotent=True)
+        body = self._api.patch_body({k: v for k, v in local.items() if k not in dropped},
+                                    server)
+        self._client.patch(self._api.dataset(full), body)
         logger.info("dataset %s patched (changed: %s)", full, ", ".join(changed[:10]))
 
     def _new_version(self, pid: str, local: Dict[str, Any], changed: List[str]) -> DatasetResult:
@@ -229,7 +196,7 @@ class DatasetPublisher:
             body = dict(local, pid=full)
             server = self.fetch_dataset(full)
             if server is None:
-                response = self._client.post(self._cfg.scicat_datasets_path, body,
+                response = self._client.post(self._api.datasets, body,
                                              idempotent=True, accept=(409,))
                 if response.status_code == 409:
                     logger.info("dataset version %s already exists (409)", full)
@@ -241,87 +208,129 @@ class DatasetPublisher:
             if not core and not scientific:
                 logger.info("dataset version %s exists unchanged", full)
                 return DatasetResult(candidate, "unchanged")
-        raise SciCatError("GET", self._client.url(self._dataset_path(self._prefix + pid)),
+        raise SciCatError("GET", self._client.url(self._api.dataset(self._prefix + pid)),
                           None, f"no free version pid after {MAX_VERSIONS} tries")
 
     # -- datablocks --------------------------------------------------------
     def sync_datablocks(self, pid: str, blocks: List[Dict[str, Any]], *,
                         replace: bool) -> SyncResult:
-        """Make the dataset's OrigDatablocks match ``blocks`` without duplicates.
+        """Make the dataset's OrigDatablocks match ``blocks`` without ever duplicating one.
 
         Blocks with an empty ``dataFileList`` are skipped. A local block whose
-        (path, size) list equals a server block's is not posted again; with
-        ``replace`` server blocks matching no local block are deleted.
+        (path, size) list equals a server block's is kept; a server block
+        matching no local block is rewritten in place with a local block that
+        has no twin; with ``replace`` surplus server blocks are deleted. New
+        blocks are posted only when no stale block is left to rewrite, so a
+        refused DELETE (:class:`DeleteForbiddenError`) never leaves two blocks.
         """
         full = self._prefix + pid
-        local = []
-        skipped = 0
-        for block in blocks:
-            if not block.get("dataFileList"):
-                skipped += 1
-                continue
-            local.append(dict(block, datasetId=full))
+        local = [self._api.datablock_body(b, full) for b in blocks if b.get("dataFileList")]
+        skipped = len(blocks) - len(local)
         if not local and not replace:
             return SyncResult(skipped=skipped)
-        cfg = self._cfg
-        listing = self._client.get(f"{self._dataset_path(full)}/{cfg.scicat_datablocks_path}")
-        server = [b for b in (response_json(listing) or []) if isinstance(b, dict)]
-        missing, kept, stale = _match(local, server, _file_signature)
-        deleted = 0
-        if replace:
-            for block in stale:
-                block_id = _object_id(block)
-                if block_id is not None:
-                    self._client.delete(
-                        f"{cfg.scicat_datablocks_path}/{encode_segment(block_id)}")
-                    deleted += 1
-        for block in missing:
-            self._client.post(cfg.scicat_datablocks_path, block)
-        result = SyncResult(posted=len(missing), kept=kept, deleted=deleted, skipped=skipped)
-        logger.info("datablocks of %s: %d posted, %d kept, %d deleted", full,
-                    result.posted, result.kept, result.deleted)
+        path, params = self._api.datablock_listing(full)
+        server = _objects(self._client.get(path, params=params))
+        result = self._sync(local, server, file_signature, replace=replace, rewrite=True,
+                            update=self._update_datablock, delete=self._delete_datablock,
+                            post=lambda block: self._client.post(self._api.datablocks, block))
+        result = SyncResult(result.posted, result.kept, result.deleted, skipped, result.updated)
+        logger.info("datablocks of %s: %d posted, %d updated, %d kept, %d deleted", full,
+                    result.posted, result.updated, result.kept, result.deleted)
         return result
+
+    def _update_datablock(self, old: Dict[str, Any], new: Dict[str, Any]) -> bool:
+        block_id = self._api.object_id(old)
+        if block_id is None:
+            return False
+        body = {k: v for k, v in new.items() if k not in NOT_UPDATED}
+        response = self._client.patch(self._api.datablock(block_id), body,
+                                      accept=NO_UPDATE_ROUTE)
+        return response.status_code not in NO_UPDATE_ROUTE
+
+    def _delete_datablock(self, old: Dict[str, Any]) -> None:
+        block_id = self._api.object_id(old)
+        if block_id is not None:
+            self._client.delete(self._api.datablock(block_id))
 
     # -- attachments -------------------------------------------------------
     def sync_attachments(self, pid: str, attachments: List[Dict[str, Any]], *,
                          replace_all: bool) -> SyncResult:
-        """Post attachments not yet on the server (matched by ``thumbnail``).
+        """Make the dataset's attachments match ``attachments`` (matched by ``thumbnail``).
 
-        With ``replace_all`` (re-ingestion) server attachments matching no
-        local one are deleted.
+        Without ``replace_all`` missing ones are posted and the others left alone
+        (they may have been added by people). With it (re-ingestion) stale ones
+        are rewritten in place, like datablocks, and surplus ones deleted.
         """
         full = self._prefix + pid
-        path = self._attachments_path(full)
-        local = [dict(att, datasetId=full) for att in attachments]
+        local = [self._api.attachment_body(att, full) for att in attachments]
         if not local and not replace_all:
             return SyncResult()
-        server = [a for a in (response_json(self._client.get(path)) or [])
-                  if isinstance(a, dict)]
-        missing, kept, stale = _match(local, server, _thumbnail_key)
-        deleted = 0
-        if replace_all:
-            for att in stale:
-                att_id = _object_id(att)
-                if att_id is not None:
-                    self._client.delete(f"{path}/{encode_segment(att_id)}")
-                    deleted += 1
-        for att in missing:
-            self._client.post(path, att)
-        result = SyncResult(posted=len(missing), kept=kept, deleted=deleted)
-        logger.info("attachments of %s: %d posted, %d kept, %d deleted", full,
-                    result.posted, result.kept, result.deleted)
+        path, params = self._api.attachment_listing(full)
+        server = _objects(self._client.get(path, params=params))
+        collection = self._api.attachment_collection(full)
+
+        def update(old: Dict[str, Any], new: Dict[str, Any]) -> bool:
+            att_id = self._api.object_id(old)
+            if att_id is None:
+                return False
+            body = {k: v for k, v in new.items() if k not in NOT_UPDATED}
+            response = self._client.request(self._api.attachment_update_method,
+                                            self._api.attachment(full, att_id), body,
+                                            idempotent=True, accept=NO_UPDATE_ROUTE)
+            return response.status_code not in NO_UPDATE_ROUTE
+
+        def delete(old: Dict[str, Any]) -> None:
+            att_id = self._api.object_id(old)
+            if att_id is not None:
+                self._client.delete(self._api.attachment(full, att_id))
+
+        result = self._sync(local, server, thumbnail_key, replace=replace_all,
+                            rewrite=replace_all, update=update,
+                            delete=delete, post=lambda att: self._client.post(collection, att))
+        logger.info("attachments of %s: %d posted, %d updated, %d kept, %d deleted", full,
+                    result.posted, result.updated, result.kept, result.deleted)
         return result
+
+    @staticmethod
+    def _sync(local: List[Dict[str, Any]], server: List[Dict[str, Any]], key: Callable,
+              *, replace: bool, rewrite: bool, update: Callable[[Dict, Dict], bool],
+              delete: Callable[[Dict], None], post: Callable[[Dict], Any]) -> SyncResult:
+        """The never-duplicate order: update in place, then delete surplus, then post.
+
+        With ``rewrite`` a stale server object is rewritten with a missing local
+        one (PATCH/PUT: safe to repeat). Where the server has no update route
+        the stale object is deleted first and the new one posted only after
+        that worked. With ``replace`` surplus stale objects are deleted.
+        """
+        missing, kept, stale = _match(local, server, key)
+        updated = 0
+        replaced: List[Tuple[Dict[str, Any], Dict[str, Any]]] = []
+        pairs = list(zip(stale, missing)) if rewrite else []
+        for old, new in pairs:
+            if update(old, new):
+                updated += 1
+            else:
+                replaced.append((old, new))
+        to_delete = [old for old, _ in replaced] + (stale[len(pairs):] if replace else [])
+        for old in to_delete:
+            delete(old)  # a refusal raises here: nothing is posted beside the old object
+        to_post = [new for _, new in replaced] + missing[len(pairs):]
+        for new in to_post:
+            post(new)
+        return SyncResult(posted=len(to_post), kept=kept, deleted=len(to_delete),
+                          updated=updated)
 
     # -- proposals ---------------------------------------------------------
     def fetch_proposal_groups(self, proposal_id: str,
                               beamtime_id: str) -> Tuple[Optional[str], Optional[List[str]]]:
         """Return (ownerGroup, accessGroups) of the beamtime's SciCat proposal.
 
-        Not found or any error → WARNING and ``(None, None)``.
+        Not found or any error → WARNING and ``(None, None)``. Proposals live
+        under the v3 root also when ``scicat_url`` is a v4 one.
         """
         ident = format_proposal_id(self._cfg.scicat_proposal_id_pattern, proposal_id,
                                    beamtime_id)
-        path = f"{self._cfg.scicat_proposals_path}/{encode_segment(ident)}"
+        path = self._client.v3_url(f"{self._cfg.scicat_proposals_path}/{encode_segment(ident)}")
         try:
             response = self._client.get(path, accept=(404,))
             proposal = None if response.status_code == 404 else response_json(response)
@@ -339,6 +348,19 @@ class DatasetPublisher:
         else:
             access = None
         return owner, access
+
+
+def _first(values: Any) -> Any:
+    return values[0] if isinstance(values, list) and values else None
+
+
+def _objects(response: Any) -> List[Dict[str, Any]]:
+    """The JSON objects of a listing answer."""
+    body = response_json(response)
+    if not isinstance(body, list):
+        raise RejectedError("GET", response.url.split("?", 1)[0], response.status_code,
+                            "listing answer is not a JSON array")
+    return [item for item in body if isinstance(item, dict)]
 
 
 def _match(local: List[Dict[str, Any]], server: List[Dict[str, Any]],
