@@ -175,13 +175,17 @@ class IngestorConfig:
         100.0, "float", _T, "Re-scan the beamtime dirs this often, in **seconds**; "
         "≤0 disables.")
     max_request_tries_number: int = _key(
-        100, "int", _T, "Maximum tries of the dataset existence check.", minimum=1)
+        100, "int", _T, "Maximum tries of one SciCat request that got no answer or a gateway "
+        "error (5xx); the repetitions are quick (0.25, 0.5, 1 s), so at most 4 tries are "
+        "made; 1 = never repeat. A longer outage is waited out as a whole (README \"SciCat "
+        "access\").", minimum=1)
     retry_backoff_initial: float = _key(
-        2.0, "float", _T, "First delay in seconds before a failed scan or request is "
-        "retried (doubles each time).", positive=True, new=True)
+        2.0, "float", _T, "First delay in seconds before a failed scan (SciCat refused it, or "
+        "its metadata could not be made) or a failed login is tried again (doubles each "
+        "time).", positive=True, new=True)
     retry_backoff_max: float = _key(
-        300.0, "float", _T, "Longest delay in seconds between retries.", positive=True,
-        new=True)
+        300.0, "float", _T, "Longest delay in seconds between two tries of a failed scan or "
+        "login.", positive=True, new=True)
     generator_timeout: float = _key(
         600.0, "float", _T, "Seconds a generator command may run before it is stopped.",
         positive=True, new=True)
@@ -191,9 +195,11 @@ class IngestorConfig:
 
     # --- SciCat --------------------------------------------------------------
     scicat_url: str = _key(
-        "http://localhost:3000/api/v3", "url", _S, "Base URL of the SciCat API.")
+        "http://localhost:3000/api/v3", "url", _S, "Base URL of the SciCat API; ending in "
+        "`/api/v4` selects API v4 (README \"SciCat API v3 and v4\").")
     scicat_users_login_path: str = _key(
-        "Users/login", "str", _S, "Login endpoint (`auth/login` for the new backend).")
+        "Users/login", "str", _S, "Login endpoint (`auth/login` for the new backend), below "
+        "the v3 root; with a v4 `scicat_url` and this key unset, `auth/login`.")
     scicat_datasets_path: str = _key("Datasets", "str", _S, "Dataset endpoint.")
     scicat_proposals_path: str = _key("Proposals", "str", _S, "Proposal endpoint.")
     scicat_datablocks_path: str = _key("OrigDatablocks", "str", _S, "OrigDatablock endpoint.")

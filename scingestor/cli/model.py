@@ -9,6 +9,7 @@ import sys
 from typing import Optional, Sequence
 
 from ..credentials import CredentialError, CredentialSource, read_token_file
+from ..scicat.api import V4_MODELS
 from ..scicat.client import SciCatClient
 from ..scicat.errors import SciCatError
 from .common import add_common_options, start_up
@@ -55,6 +56,18 @@ def _client(cfg, tokenfile: Optional[str]) -> SciCatClient:
     return SciCatClient(cfg, credentials)
 
 
+def model_path(client: SciCatClient, model: str) -> str:
+    """Where documents of ``model`` are posted.
+
+    With a v4 ``scicat_url`` only datasets, origdatablocks and attachments live
+    there; every other model (Samples, Proposals, Instruments …) is posted
+    below the v3 root beside it (README "SciCat API v3 and v4").
+    """
+    if client.api_version == 4 and model.lower() not in V4_MODELS:
+        return client.v3_url(model)
+    return model
+
+
 def post_file(client: SciCatClient, model: str, path: str) -> bool:
     """Post one file; logs one clear line and returns False on any failure."""
     try:
@@ -69,7 +82,7 @@ def post_file(client: SciCatClient, model: str, path: str) -> bool:
         return False
     logger.info("ModelIngestor: Post the %s from %s", model, path)
     try:
-        client.post(model, text)
+        client.post(model_path(client, model), text)
     except SciCatError as exc:
         logger.error("ModelIngestor: %s: %s", path, exc)
         return False

@@ -238,6 +238,11 @@ class SciCatClient:
         url = strip_query(response.url)
         if response.status_code == 404:
             return None, None
+        if response.status_code >= 500:
+            error: SciCatError = ServerError("POST", url, response.status_code,
+                                             server_message(response))
+            self._last_error = str(error)
+            raise error
         if not 200 <= response.status_code < 300:
             error = SciCatAuthError("POST", url, response.status_code, server_message(response))
             self._last_error = str(error)

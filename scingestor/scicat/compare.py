@@ -99,7 +99,7 @@ def compare_dataset(server: Dict[str, Any], local: Dict[str, Any],
     core = differences(server, local, tuple(skip) + (key,))
     if key in local:
         if isinstance(server.get(key), dict) and isinstance(local[key], dict):
-            scientific = [f"{key}.{p}" for p in differences(server[key], local[key], (), key)]
+            scientific = differences(server[key], local[key], (), key)
         else:
             scientific = [] if same_value(server.get(key), local[key]) else [key]
     else:
