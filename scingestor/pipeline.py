@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import json
+import enum
 import logging
 import os
 import threading
@@ -14,19 +14,13 @@ from typing import Callable, Optional
 from .beamtime import ScanDirContext
 from .config import IngestorConfig
 from .listfile import Entry, EntryKind, UnsafeNameError, read_entries
-from .metadata import (
-    MeasurementState,
-    MetadataError,
-    MetadataGenerator,
-    is_multi_file,
-    load_documents,
-    load_json,
-    mtime,
-)
+from .metadata import MeasurementState, MetadataError, MetadataGenerator
+from .prepare import PreparedScan, ScanPreparer
 from .runner import GeneratorError, GeneratorRunner
 from .scicat.errors import InvalidDocumentError, SciCatAuthError, SciCatError, TransientError
 from .scicat.publish import DatasetPublisher
-from .state import IngestedList, Record, Stamps, atomic_write
+from .send import ScanSender, SendResult
+from .state import IngestedList, Record, Stamps
 
 logger = logging.getLogger(__name__)
 
@@ -44,16 +38,39 @@ class BatchPostponed(Exception):
         self.outage = outage
 
 
+class Result(enum.Enum):
+    """What happened to one entry."""
+
+    INGESTED = "ingested"  # something was sent
+    UNCHANGED = "unchanged"  # nothing had to be sent
+    FAILED = "failed"
+    DRY_RUN = "dry run"  # would have been sent
+
+
 @dataclass(frozen=True)
 class EntryOutcome:
-    """What happened to one entry, reported to the service for its status."""
+    """What happened to one entry, reported to the service and the tools.
+
+    ``recorded`` failures are written to the ingested list (SciCat refused the
+    scan, or a file was unusable); the others (the metadata could not be made)
+    are not, and are tried again after the back-off in any case.
+    """
 
     ctx: ScanDirContext
     entry: Entry
-    ok: bool
-    stamps: Optional[Stamps]
+    result: Result
     error: str = ""
-    skipped: bool = False  # unchanged: nothing had to be sent
+    recorded: bool = False
+    pid: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not Result.FAILED
+
+    @property
+    def skipped(self) -> bool:
+        """True when nothing had to be sent."""
+        return self.result is Result.UNCHANGED
 
 
 @dataclass
@@ -95,6 +112,9 @@ class ListProcessor:
         self._cfg = cfg
         self._publisher = publisher
         self._generator = MetadataGenerator(cfg, runner)
+        self._preparer = ScanPreparer(cfg, self._generator)
+        self._sender = ScanSender(publisher, self._generator,
+                                  ingest_attachments=cfg.ingest_dataset_attachment)
         self._on_outcome = on_outcome
         self._stop = stop_event or threading.Event()
         self._dry_run = dry_run
@@ -186,13 +206,14 @@ class ListProcessor:
                     result.waiting += 1
                     result.retry_at = _earliest(result.retry_at, backoff.due)
                     continue
-                outcome = self._process_entry(ctx, entry, state, started, reingest_all, ingested)
+                outcome, stamps = self._process_entry(
+                    ctx, entry, state, started, reingest_all, ingested)
                 result.processed += 1
-                if outcome.stamps is not None:
+                if stamps is not None:
                     if reingest_all:
-                        new_records.append(Record(entry.line, outcome.stamps))
+                        new_records.append(Record(entry.line, stamps))
                     elif not self._dry_run:
-                        ingested.record(entry.line, outcome.stamps)
+                        ingested.record(entry.line, stamps)
                 self._account(ctx, entry, outcome, result)
             if reingest_all and not self._dry_run and not self._stop.is_set():
                 ingested.replace_all(new_records)
@@ -228,7 +249,7 @@ class ListProcessor:
                 self._cfg.retry_backoff_max,
             )
             backoff.due = time.time() + delay
-            will_retry = outcome.stamps is None or self._cfg.retry_failed_dataset_ingestion
+            will_retry = not outcome.recorded or self._cfg.retry_failed_dataset_ingestion
             if will_retry:
                 result.retry_at = _earliest(result.retry_at, backoff.due)
         if self._on_outcome is not None:
@@ -274,7 +295,8 @@ class ListProcessor:
         started: set[str],
         reingest_all: bool,
         ingested: IngestedList,
-    ) -> EntryOutcome:
+    ) -> tuple[EntryOutcome, Optional[Stamps]]:
+        """Ingest or re-ingest one entry: its outcome and the stamps to record (None: none)."""
         try:
             if reingest_all or entry.is_reingest:
                 return self._reingest(ctx, entry, state, started, ingested)
@@ -286,67 +308,22 @@ class ListProcessor:
         except (SciCatError, InvalidDocumentError) as exc:
             # SciCat said no (4xx), or our document is wrong: recorded as failed
             logger.error("%s: %s", entry.scanname, exc)
-            return EntryOutcome(ctx, entry, False, Stamps(-1, 0, 0), str(exc))
+            return EntryOutcome(ctx, entry, Result.FAILED, str(exc), recorded=True), Stamps(
+                -1, 0, 0)
         except (GeneratorError, UnsafeNameError, MetadataError, OSError) as exc:
+            # the metadata could not be made: nothing recorded, tried again later
             logger.warning("%s:%d: %s: %s", ctx.list_path, entry.lineno, entry.scanname, exc)
-            return EntryOutcome(ctx, entry, False, None, str(exc))
+            return EntryOutcome(ctx, entry, Result.FAILED, str(exc)), None
 
-    def _prepare(
-        self,
-        ctx: ScanDirContext,
-        entry: Entry,
-        state: MeasurementState,
-        started: set[str],
-        regenerate_datablock: bool,
-    ) -> tuple[bool, bool, bool, bool]:
-        """Make sure the metadata files exist; returns which were generated now.
-
-        Returns ``(dataset_existed, dataset_generated, datablock_generated,
-        attachment_generated)``.
-        """
-        cfg = self._cfg
-        paths = self._generator.paths(ctx, entry)
-        dataset_existed = os.path.isfile(paths.dataset)
-        if dataset_existed and self._generator.master_is_newer(ctx, entry, paths.dataset):
-            logger.info("%s: the master file is newer than %s: regenerating it",
-                        entry.scanname, paths.dataset)
-            dataset_existed = False
-        dataset_generated = datablock_generated = attachment_generated = False
-        if not dataset_existed and (
-            cfg.force_generate_measurement or entry.scanname not in started
-        ):
-            self._generator.generate_dataset(ctx, entry, state)
-            dataset_generated = True
-        if (
-            regenerate_datablock
-            or cfg.single_datablock_ingestion
-            or not os.path.isfile(paths.datablock)
-        ):
-            self._generator.generate_datablock(ctx, entry, state)
-            datablock_generated = True
-        if cfg.ingest_dataset_attachment and not os.path.isfile(paths.attachment):
-            attachment_generated = self._generator.generate_attachment(ctx, entry, state)
-        self._generator.run_callback(ctx, entry, state)
-        return dataset_existed, dataset_generated, datablock_generated, attachment_generated
-
-    def _documents(self, path: str, skip_multi: bool) -> list[dict]:
-        """Datablock or attachment documents of a file; raises :class:`MetadataError`."""
-        if not os.path.isfile(path):
-            return []
-        if skip_multi and is_multi_file(path):
-            return []
-        return load_documents(path)
-
-    @staticmethod
-    def _dataset_document(path: str) -> dict:
-        """The dataset file's JSON object; raises :class:`InvalidDocumentError` naming it."""
-        try:
-            document = load_json(path)
-        except MetadataError as exc:
-            raise InvalidDocumentError(f"invalid dataset metadata: {exc}") from None
-        if not isinstance(document, dict):
-            raise InvalidDocumentError(f"invalid dataset metadata: {path}: not a JSON object")
-        return document
+    def _finish(self, ctx: ScanDirContext, entry: Entry, sent: SendResult,
+                previous: Stamps) -> tuple[EntryOutcome, Stamps]:
+        errors = sent.errors
+        for error in errors:
+            logger.error("%s: %s", entry.scanname, error)
+        result = Result.FAILED if errors else Result.INGESTED
+        outcome = EntryOutcome(ctx, entry, result, "; ".join(errors), recorded=bool(errors),
+                               pid=sent.pid)
+        return outcome, sent.stamps(previous)
 
     def _ingest(
         self,
@@ -355,86 +332,28 @@ class ListProcessor:
         state: MeasurementState,
         started: set[str],
         ingested: IngestedList,
-    ) -> EntryOutcome:
-        """Normal ingestion of a plain scan line (spec 05 §5.2)."""
-        cfg = self._cfg
-        paths = self._generator.paths(ctx, entry)
-        self._prepare(ctx, entry, state, started, regenerate_datablock=False)
+    ) -> tuple[EntryOutcome, Optional[Stamps]]:
+        """Normal ingestion of a plain scan line (README "Dataset lists")."""
+        prepared = self._preparer.prepare(ctx, entry, state, started)
         previous = ingested.last_stamps(entry.line) or Stamps(0, 0, 0)
-        if cfg.skip_scan_dataset_ingestion:
-            return EntryOutcome(ctx, entry, True, Stamps(0, 0, 0), skipped=True)
-        if not (os.path.isfile(paths.dataset) and os.path.isfile(paths.datablock)):
-            reason = "no dataset metadata was generated"
-            logger.warning("%s: %s", entry.scanname, reason)
-            return EntryOutcome(ctx, entry, False, Stamps(-1, previous.datablock, 0), reason)
-        document = self._dataset_document(paths.dataset)
+        if self._cfg.skip_scan_dataset_ingestion:
+            return EntryOutcome(ctx, entry, Result.UNCHANGED), Stamps(0, 0, 0)
+        self._check_files(prepared)
         if self._dry_run:
-            logger.info("dry run: would ingest %s (%s)", entry.scanname, document.get("pid"))
-            return EntryOutcome(ctx, entry, True, None)
-        pid = self._publish_dataset(ctx, document, state)
-        t_ds = mtime(paths.dataset)
-        t_db, t_at, errors = self._publish_children(ctx, entry, pid, paths, replace=False)
-        stamps = Stamps(t_ds, t_db if t_db else previous.datablock, t_at)
-        return EntryOutcome(ctx, entry, not errors, stamps, "; ".join(errors))
+            logger.info("dry run: would ingest %s (%s)", entry.scanname, prepared.pid)
+            return EntryOutcome(ctx, entry, Result.DRY_RUN), None
+        pid = self._sender.send_dataset(ctx, prepared, _measurement(state))
+        block, thumb = self._sender.send_children(pid, prepared, replace=False)
+        sent = SendResult(pid, True, prepared.dataset_mtime, block, thumb)
+        return self._finish(ctx, entry, sent, Stamps(0, previous.datablock, 0))
 
-    def _publish_dataset(self, ctx: ScanDirContext, document: dict, state: MeasurementState) -> str:
-        result = self._publisher.ingest_dataset(
-            document,
-            beamtime_id=ctx.beamtime.beamtime_id,
-            proposal_id_expected=self._generator.expected_proposal_id(ctx),
-            measurement=state.measurement if state.active else "",
-        )
-        logger.info("Dataset %s: %s", result.pid, result.action)
-        return result.pid
-
-    def _publish_children(
-        self,
-        ctx: ScanDirContext,
-        entry: Entry,
-        pid: str,
-        paths,
-        *,
-        replace: bool,
-        datablocks: bool = True,
-        attachments: bool = True,
-    ) -> tuple[float, float, list[str]]:
-        """Send datablocks and attachments.
-
-        Returns their stamps (0 none, -1 failed) and the reasons of failures
-        (a refusal by SciCat or an unusable file); transient errors propagate.
-        """
-        cfg = self._cfg
-        errors: list[str] = []
-        t_db: float = 0
-        t_at: float = 0
-        if datablocks:
-            t_db = self._publish_part(
-                "datablock", paths.datablock, cfg.skip_multi_datablock_ingestion, errors,
-                lambda docs: self._publisher.sync_datablocks(pid, docs, replace=replace))
-        if attachments and cfg.ingest_dataset_attachment and os.path.isfile(paths.attachment):
-            t_at = self._publish_part(
-                "attachment", paths.attachment, cfg.skip_multi_attachment_ingestion, errors,
-                lambda docs: self._publisher.sync_attachments(pid, docs, replace_all=replace))
-        for error in errors:
-            logger.error("%s: %s", entry.scanname, error)
-        return t_db, t_at, errors
-
-    def _publish_part(self, what: str, path: str, skip_multi: bool, errors: list[str],
-                      send: Callable[[list[dict]], object]) -> float:
-        """Send one metadata file's documents; its stamp, or -1 with the reason in ``errors``."""
-        try:
-            docs = self._documents(path, skip_multi)
-        except MetadataError as exc:
-            errors.append(f"{what}: {exc}")
-            return -1
-        try:
-            send(docs)
-        except SciCatError as exc:
-            if isinstance(exc, (TransientError, SciCatAuthError)):
-                raise
-            errors.append(f"{what}: {exc}")
-            return -1
-        return mtime(path)
+    @staticmethod
+    def _check_files(prepared: PreparedScan) -> None:
+        """Both the dataset and the datablock file must exist and the dataset be usable."""
+        if prepared.dataset_error:
+            raise InvalidDocumentError(prepared.dataset_error)
+        if prepared.dataset is None or not prepared.datablock.exists:
+            raise InvalidDocumentError("no dataset metadata was generated")
 
     def _reingest(
         self,
@@ -443,84 +362,41 @@ class ListProcessor:
         state: MeasurementState,
         started: set[str],
         ingested: IngestedList,
-    ) -> EntryOutcome:
-        """Re-ingestion of one line (spec 05 §5.7): send only what changed."""
-        cfg = self._cfg
-        gen = self._generator
-        paths = gen.paths(ctx, entry)
+    ) -> tuple[EntryOutcome, Optional[Stamps]]:
+        """Re-ingestion of one line (README "Re-ingestion"): send only what changed."""
         reference = ingested.reference(entry.line)
-        dataset_existed, _, datablock_generated, attachment_generated = self._prepare(
-            ctx, entry, state, started, regenerate_datablock=False
-        )
-        # datablock: refresh a single-object file from the current data files
-        datablock_changed = datablock_generated
-        if (
-            not datablock_generated
-            and os.path.isfile(paths.datablock)
-            and not is_multi_file(paths.datablock)
-        ):
-            fresh = gen.stream_datablock(ctx, entry, state)
-            try:
-                current = load_json(paths.datablock)
-            except MetadataError:
-                current = None
-            if current != fresh:
-                atomic_write(paths.datablock, json.dumps(fresh, indent=4))
-                datablock_changed = True
-        send_dataset = (
-            not dataset_existed
-            or reference is None
-            or (mtime(paths.dataset) > reference.dataset and cfg.dataset_update_strategy != "no")
-        )
-        send_datablocks = (
-            datablock_changed or reference is None or mtime(paths.datablock) > reference.datablock
-        )
-        send_attachments = (
-            attachment_generated
-            or reference is None
-            or mtime(paths.attachment) > reference.attachment
-        )
-        if not (os.path.isfile(paths.dataset) and os.path.isfile(paths.datablock)):
-            reason = "no dataset metadata was generated"
-            logger.warning("%s: %s", entry.scanname, reason)
-            return EntryOutcome(ctx, entry, False, Stamps(-1, 0, 0), reason)
-        document = self._dataset_document(paths.dataset)
+        prepared = self._preparer.prepare(ctx, entry, state, started, refresh_datablock=True)
+        known = reference or Stamps(0, 0, 0)
+        send_dataset = reference is None or prepared.dataset_changed or (
+            prepared.dataset_mtime > known.dataset
+            and self._cfg.dataset_update_strategy != "no")
+        send_datablocks = (reference is None or prepared.datablock.changed
+                           or prepared.datablock.mtime > known.datablock)
+        send_attachments = (reference is None or prepared.attachment.changed
+                            or prepared.attachment.mtime > known.attachment)
+        self._check_files(prepared)
         if not (send_dataset or send_datablocks or send_attachments):
-            return EntryOutcome(ctx, entry, True, reference, skipped=True)
+            return EntryOutcome(ctx, entry, Result.UNCHANGED), reference
         if self._dry_run:
             logger.info(
                 "dry run: would re-ingest %s (dataset=%s datablocks=%s attachments=%s)",
-                entry.scanname,
-                send_dataset,
-                send_datablocks,
-                send_attachments,
-            )
-            return EntryOutcome(ctx, entry, True, None)
-        file_pid = str(document.get("pid", ""))
-        pid = file_pid
-        previous = reference or Stamps(0, 0, 0)
-        t_ds = previous.dataset
+                entry.scanname, send_dataset, send_datablocks, send_attachments)
+            return EntryOutcome(ctx, entry, Result.DRY_RUN), None
+        pid = prepared.pid
         if send_dataset:
-            pid = self._publish_dataset(ctx, document, state)
-            t_ds = mtime(paths.dataset)
-            if pid != file_pid and not is_multi_file(paths.datablock):
-                gen.generate_datablock(ctx, entry, state)
+            pid = self._sender.send_dataset(ctx, prepared, _measurement(state))
+            if pid != prepared.pid and not prepared.datablock.multi:
+                prepared = self._preparer.remake_datablock(ctx, entry, state, prepared)
                 send_datablocks = True
-        t_db, t_at, errors = self._publish_children(
-            ctx,
-            entry,
-            pid,
-            paths,
-            replace=True,
-            datablocks=send_datablocks,
-            attachments=send_attachments,
-        )
-        stamps = Stamps(
-            t_ds,
-            t_db if send_datablocks else previous.datablock,
-            t_at if send_attachments else previous.attachment,
-        )
-        return EntryOutcome(ctx, entry, not errors, stamps, "; ".join(errors))
+        block, thumb = self._sender.send_children(
+            pid, prepared, replace=True, datablocks=send_datablocks,
+            attachments=send_attachments)
+        sent = SendResult(pid, send_dataset, prepared.dataset_mtime, block, thumb)
+        return self._finish(ctx, entry, sent, known)
+
+
+def _measurement(state: MeasurementState) -> str:
+    return state.measurement if state.active else ""
 
 
 def _earliest(current: Optional[float], candidate: float) -> float:

@@ -395,7 +395,7 @@ class IngestorService:
                     "last_ingested_scan": outcome.entry.scanname,
                 }
             else:
-                will_retry = outcome.stamps is None or self._cfg.retry_failed_dataset_ingestion
+                will_retry = not outcome.recorded or self._cfg.retry_failed_dataset_ingestion
                 if will_retry:
                     self._failed_keys.add(key)
                 changes = {
