@@ -92,6 +92,7 @@ def test_auth_login_rejects_empty_username(scicat_server: Any) -> None:
     assert resp.status_code == 401
 
 
+@pytest.mark.devserver(users_login_mode="legacy")
 def test_users_login_legacy_mode_answers_id(scicat_server: Any) -> None:
     body = '{"username": "ingestor", "password": "12342345"}'
     resp = requests.post(f"{scicat_server.url}/Users/login", data=body,
@@ -103,8 +104,7 @@ def test_users_login_legacy_mode_answers_id(scicat_server: Any) -> None:
     assert scicat_server.requests[0].body == body
 
 
-@pytest.mark.devserver(users_login_mode="modern")
-def test_users_login_modern_mode_answers_empty_201(scicat_server: Any) -> None:
+def test_users_login_answers_empty_201_by_default(scicat_server: Any) -> None:
     resp = requests.post(f"{scicat_server.url}/users/login",
                          json={"username": "ingestor", "password": "12342345"}, timeout=10)
     assert resp.status_code == 201
@@ -235,7 +235,7 @@ def test_contact_email_list_and_missing_name_derived(scicat_server: Any,
     doc = raw_dataset(contactEmail="a@example.org;b@example.org")
     del doc["datasetName"]
     assert api.post(f"{scicat_server.url}/Datasets", json=doc, timeout=10).status_code == 201
-    assert scicat_server.dataset(PID)["datasetName"] == "raw"
+    assert scicat_server.dataset(PID)["datasetName"] == "p00/raw"
 
 
 def test_invalid_json_body_is_400(scicat_server: Any, api: requests.Session) -> None:
@@ -312,11 +312,15 @@ def test_patch_unknown_dataset_is_404(scicat_server: Any, api: requests.Session)
     assert resp.status_code == 404
 
 
-def test_delete_dataset(scicat_server: Any, api: requests.Session) -> None:
+def test_delete_dataset_v3_keeps_its_datablocks(scicat_server: Any,
+                                                api: requests.Session) -> None:
     api.post(f"{scicat_server.url}/Datasets", json=raw_dataset(), timeout=10)
     api.post(f"{scicat_server.url}/OrigDatablocks", json=datablock(), timeout=10)
     assert api.delete(f"{scicat_server.url}/Datasets/{ENC}", timeout=10).status_code == 200
-    assert scicat_server.datasets() == [] and scicat_server.datablocks() == []
+    assert scicat_server.datasets() == [] and len(scicat_server.datablocks()) == 1
+    again = api.delete(f"{scicat_server.url}/Datasets/{ENC}", timeout=10)
+    assert again.status_code == 404
+    assert again.json() == {"message": "Not Found", "statusCode": 404}
 
 
 @pytest.mark.devserver(restrict_ingestor=True)
