@@ -15,6 +15,7 @@ from .documents import (
     attachment_target,
     datafiles,
     finish_dataset,
+    link_dataset,
     new_attachment,
     new_datablock,
     unit_conflicts,
@@ -156,6 +157,7 @@ class Catalogue:
 
     def save_attachment(self, user: User, doc: Dict[str, Any]) -> None:
         """Write back a changed attachment (its dataset link may have changed)."""
+        link_dataset(doc)
         doc.update({"updatedBy": user.username, "updatedAt": now_iso()})
         self.store.replace("attachments", doc["_id"], doc, parent=attachment_target(doc))
 

@@ -114,12 +114,14 @@ def sync_singulars(doc: Dict[str, Any]) -> None:
 
 
 def finish_dataset(doc: Dict[str, Any]) -> None:
-    """Apply what the server does on every write: times, SI units, v3 names."""
+    """Apply what the server does on every write: times and v3 names.
+
+    ``valueSI``/``unitSI`` are not stored (the handle shows the metadata as
+    sent); every answer adds them, see :func:`dataset_view`.
+    """
     for key in ("creationTime", "endTime"):
         if key in doc:
             doc[key] = normalise_time(doc[key])
-    if isinstance(doc.get("scientificMetadata"), dict):
-        doc["scientificMetadata"] = add_si(doc["scientificMetadata"])
     sync_singulars(doc)
 
 
@@ -146,9 +148,12 @@ def new_dataset(body: Dict[str, Any], user: User, version: str) -> Dict[str, Any
 
 def dataset_view(doc: Dict[str, Any], version: str, one: bool = True,
                  with_id: bool = False) -> Dict[str, Any]:
-    """The dataset as a GET answers it: v3 with singular names (and ``history`` for
-    one dataset), v4 with the arrays only (``id`` on create/PATCH answers)."""
+    """The dataset as the server answers it: SI units added; v3 with singular
+    names (and ``history`` for one dataset), v4 with the arrays only (``id`` on
+    create/PATCH answers)."""
     view = dict(doc)
+    if isinstance(doc.get("scientificMetadata"), dict):
+        view["scientificMetadata"] = add_si(doc["scientificMetadata"])
     if version == "v3":
         if one:
             view.setdefault("history", [])
@@ -245,6 +250,15 @@ def attachment_target(doc: Dict[str, Any]) -> Optional[str]:
     return None
 
 
+def link_dataset(doc: Dict[str, Any]) -> None:
+    """Keep ``datasetId`` of a stored attachment in step with its relationships."""
+    target = attachment_target(doc)
+    if target is None:
+        doc.pop("datasetId", None)
+    else:
+        doc["datasetId"] = target
+
+
 def new_attachment(body: Dict[str, Any], user: User, aid: str) -> Dict[str, Any]:
     """The stored form of a validated attachment with id ``aid``."""
     stamp = now_iso()
@@ -256,6 +270,7 @@ def new_attachment(body: Dict[str, Any], user: User, aid: str) -> Dict[str, Any]
     doc.update({"_id": aid, "aid": aid, "id": aid, "relationships": links,
                 "createdBy": user.username, "updatedBy": user.username, "createdAt": stamp,
                 "updatedAt": stamp, "__v": 0})
+    link_dataset(doc)
     return doc
 
 
