@@ -13,6 +13,7 @@ from typing import Dict, Optional, Tuple
 from .auth import Accounts
 from .catalogue import Catalogue
 from .documents import (
+    SINGULAR_TO_PLURAL,
     attachment_view,
     datablock_view,
     dataset_view,
@@ -160,7 +161,13 @@ class ApiV3:
         v3_names_to_arrays(body, body["type"], creating=True)
         doc = new_dataset(body, req.account, "3")
         conflict = self.catalogue.insert_dataset(doc)
-        return conflict or Response.json(201, dataset_view(doc, "v3", one=False))
+        if conflict is not None:
+            return conflict
+        view = dataset_view(doc, "v3", one=False)
+        for key in SINGULAR_TO_PLURAL:
+            if view.get(key, "") is None:
+                del view[key]  # the create answer leaves unset v3 names out
+        return Response.json(201, view)
 
     def get_dataset(self, req: Request) -> Response:
         """``GET Datasets/<pid>``: 200, 403 (not readable) or 404."""
