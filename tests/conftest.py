@@ -1,8 +1,10 @@
 """Shared fixtures: the development server and the beamtime factory.
 
 ``scicat_server`` accepts options through a marker, e.g.
-``@pytest.mark.devserver(restrict_ingestor=True, users_login_mode="modern")``
-(any :class:`scingestor.devserver.DevServer` keyword).
+``@pytest.mark.devserver(restrict_ingestor=True, users_login_mode="legacy")``
+(any :class:`scingestor.devserver.DevServer` keyword, and ``api_version``).
+A test that asks for the ``api_version`` fixture runs once per API version
+("v3", "v4"), with ``scicat_server.url`` the root of that version.
 ``dev_server_factory(**options)`` starts further servers (``started=False``:
 a free port with no listener until ``handle.start()``), closed at teardown.
 """
@@ -16,7 +18,7 @@ import pytest
 
 from scingestor.config import config_from_mapping
 from scingestor.service import IngestorService
-from scingestor.testing import BeamtimeFactory, DevServerHandle, start_dev_server
+from scingestor.testing import API_VERSIONS, BeamtimeFactory, DevServerHandle, start_dev_server
 from scingestor.testing.setup import config_mapping
 
 logger = logging.getLogger(__name__)
@@ -42,12 +44,20 @@ def dev_server_factory() -> Iterator[Callable[..., DevServerHandle]]:
         handle.close()
 
 
+@pytest.fixture(params=API_VERSIONS)
+def api_version(request: pytest.FixtureRequest) -> str:
+    """Each API version of the dev server in turn ("v3", "v4")."""
+    return str(request.param)
+
+
 @pytest.fixture
 def scicat_server(request: pytest.FixtureRequest,
                   dev_server_factory: Callable[..., DevServerHandle]) -> DevServerHandle:
     """A fresh SciCat-compatible server on 127.0.0.1 with a free port."""
     marker = request.node.get_closest_marker("devserver")
     options = dict(marker.kwargs) if marker else {}
+    if "api_version" in request.fixturenames:
+        options.setdefault("api_version", request.getfixturevalue("api_version"))
     return dev_server_factory(**options)
 
 

@@ -52,7 +52,7 @@ def session(server: Any, username: str = "ingestor", password: str = "12342345"
             ) -> requests.Session:
     """A session logged in through auth/login with the Bearer header set."""
     sess = requests.Session()
-    resp = sess.post(f"{server.url}/auth/login",
+    resp = sess.post(f"{server.login_url}/auth/login",
                      json={"username": username, "password": password}, timeout=10)
     assert resp.status_code == 201, resp.text
     sess.headers["Authorization"] = f"Bearer {resp.json()['access_token']}"
@@ -92,6 +92,7 @@ def test_auth_login_rejects_empty_username(scicat_server: Any) -> None:
     assert resp.status_code == 401
 
 
+@pytest.mark.devserver(users_login_mode="legacy")
 def test_users_login_legacy_mode_answers_id(scicat_server: Any) -> None:
     body = '{"username": "ingestor", "password": "12342345"}'
     resp = requests.post(f"{scicat_server.url}/Users/login", data=body,
@@ -103,8 +104,7 @@ def test_users_login_legacy_mode_answers_id(scicat_server: Any) -> None:
     assert scicat_server.requests[0].body == body
 
 
-@pytest.mark.devserver(users_login_mode="modern")
-def test_users_login_modern_mode_answers_empty_201(scicat_server: Any) -> None:
+def test_users_login_answers_empty_201_by_default(scicat_server: Any) -> None:
     resp = requests.post(f"{scicat_server.url}/users/login",
                          json={"username": "ingestor", "password": "12342345"}, timeout=10)
     assert resp.status_code == 201
@@ -235,7 +235,7 @@ def test_contact_email_list_and_missing_name_derived(scicat_server: Any,
     doc = raw_dataset(contactEmail="a@example.org;b@example.org")
     del doc["datasetName"]
     assert api.post(f"{scicat_server.url}/Datasets", json=doc, timeout=10).status_code == 201
-    assert scicat_server.dataset(PID)["datasetName"] == "raw"
+    assert scicat_server.dataset(PID)["datasetName"] == "p00/raw"
 
 
 def test_invalid_json_body_is_400(scicat_server: Any, api: requests.Session) -> None:
@@ -312,11 +312,15 @@ def test_patch_unknown_dataset_is_404(scicat_server: Any, api: requests.Session)
     assert resp.status_code == 404
 
 
-def test_delete_dataset(scicat_server: Any, api: requests.Session) -> None:
+def test_delete_dataset_v3_keeps_its_datablocks(scicat_server: Any,
+                                                api: requests.Session) -> None:
     api.post(f"{scicat_server.url}/Datasets", json=raw_dataset(), timeout=10)
     api.post(f"{scicat_server.url}/OrigDatablocks", json=datablock(), timeout=10)
     assert api.delete(f"{scicat_server.url}/Datasets/{ENC}", timeout=10).status_code == 200
-    assert scicat_server.datasets() == [] and scicat_server.datablocks() == []
+    assert scicat_server.datasets() == [] and len(scicat_server.datablocks()) == 1
+    again = api.delete(f"{scicat_server.url}/Datasets/{ENC}", timeout=10)
+    assert again.status_code == 404
+    assert again.json() == {"message": "Not Found", "statusCode": 404}
 
 
 @pytest.mark.devserver(restrict_ingestor=True)
@@ -597,6 +601,478 @@ def test_console_script_prints_url_and_stops_on_sigterm(tmp_path: Any) -> None:
         resp = requests.post(f"{url}/Users/login", timeout=10,
                              json={"username": "ingestor", "password": "12342345"})
         assert resp.status_code == 201 and resp.text == ""
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+# -- API v4 and server-managed fields ----------------------------------------------------
+
+V4_REJECTED = ("proposalId", "instrumentId", "principalInvestigator", "sampleId",
+               "investigator")
+FORBIDDEN = {"message": "Forbidden resource", "error": "Forbidden", "statusCode": 403}
+
+
+def v4_dataset(pid: str = PID, **changes: Any) -> Dict[str, Any]:
+    """A minimal valid v4 dataset (the v3 raw one with the v4 array names)."""
+    doc = raw_dataset(pid)
+    del doc["principalInvestigator"]
+    doc.update(principalInvestigators=["applicant@example.org"], proposalIds=["99001234"])
+    doc.update(changes)
+    return doc
+
+
+def blocks_where(api: requests.Session, url: str, pid: str = PID) -> list:
+    """OrigDatablocks of ``pid`` through the v4 filter query."""
+    resp = api.get(f"{url}/origdatablocks", timeout=10,
+                   params={"filter": json.dumps({"where": {"datasetId": pid}})})
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def attachments_where(api: requests.Session, url: str, pid: str = PID) -> list:
+    """Attachments linked to ``pid`` through the v4 relationships query."""
+    resp = api.get(f"{url}/attachments", timeout=10,
+                   params={"filter": json.dumps({"where": {"relationships.targetId": pid}})})
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+@pytest.fixture
+def v4(scicat_server: Any) -> str:
+    """The v4 API root of the test's server."""
+    return scicat_server.url_for("v4")
+
+
+def test_handle_urls_and_api_version_option(dev_server_factory: Any) -> None:
+    handle = dev_server_factory(api_version="v4")
+    assert handle.url.endswith("/api/v4") and handle.url == handle.server.url_v4
+    assert handle.login_url == handle.server.url and handle.login_url.endswith("/api/v3")
+    assert handle.url_for("v3") == handle.login_url
+    with pytest.raises(ValueError):
+        dev_server_factory(api_version="v5")
+
+
+def test_api_version_fixture_points_url_at_that_version(scicat_server: Any,
+                                                        api_version: str) -> None:
+    assert scicat_server.url.endswith(f"/api/{api_version}")
+    api = session(scicat_server)
+    assert api.post(f"{scicat_server.url}/datasets",
+                    json=raw_dataset() if api_version == "v3" else v4_dataset(),
+                    timeout=10).status_code == 201
+    got = api.get(f"{scicat_server.url}/datasets/{ENC}", timeout=10)
+    assert got.status_code == 200 and got.json()["pid"] == PID
+
+
+def test_v4_has_no_login_and_no_v3_only_collections(scicat_server: Any, api: requests.Session,
+                                                    v4: str) -> None:
+    resp = requests.post(f"{v4}/auth/login", timeout=10,
+                         json={"username": "ingestor", "password": "12342345"})
+    assert resp.status_code == 404
+    assert resp.json() == {"message": "Cannot POST /api/v4/auth/login", "error": "Not Found",
+                           "statusCode": 404}
+    api.post(f"{v4}/datasets", json=v4_dataset(), timeout=10)
+    for path in (f"datasets/{ENC}/origdatablocks", f"datasets/{ENC}/attachments", "proposals",
+                 "Samples", "instruments", "users"):
+        resp = api.get(f"{v4}/{path}", timeout=10)
+        assert resp.status_code == 404
+        assert resp.json()["message"] == f"Cannot GET /api/v4/{path}"
+
+
+def test_v4_without_token_is_403(v4: str) -> None:
+    for method in ("GET", "POST"):
+        resp = requests.request(method, f"{v4}/datasets", json={}, timeout=10)
+        assert resp.status_code == 403 and resp.json() == FORBIDDEN
+
+
+def test_v4_dataset_create_get_list(scicat_server: Any, api: requests.Session,
+                                    v4: str) -> None:
+    resp = api.post(f"{v4}/datasets", json=v4_dataset(sampleIds=["s1", "s2"]), timeout=10)
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["id"] == PID and resp.json()["version"] == "4"
+    api.post(f"{v4}/datasets", json=v4_dataset("99001234/other", proposalIds=["p2"]),
+             timeout=10)
+    got = api.get(f"{v4}/datasets/{ENC}", timeout=10).json()
+    assert got["sampleIds"] == ["s1", "s2"] and got["instrumentIds"] == []
+    assert not {"id", "history", "sampleId", "proposalId", "principalInvestigator"} & set(got)
+    listed = api.get(f"{v4}/datasets", timeout=10,
+                     params={"filter": json.dumps({"where": {"proposalIds": "p2"}})}).json()
+    assert [d["pid"] for d in listed] == ["99001234/other"]
+    v3 = api.get(f"{scicat_server.url}/Datasets/{ENC}", timeout=10).json()
+    assert (v3["sampleId"], v3["proposalId"]) == ("s1", "99001234")
+    assert "instrumentId" not in v3
+    bad = api.get(f"{v4}/datasets", params={"filter": "{bad"}, timeout=10)
+    assert bad.status_code == 400
+
+
+@pytest.mark.parametrize("key", V4_REJECTED)
+def test_v4_rejects_v3_field_names(scicat_server: Any, api: requests.Session, v4: str,
+                                   key: str) -> None:
+    resp = api.post(f"{v4}/datasets", json=v4_dataset(**{key: "x"}), timeout=10)
+    assert resp.status_code == 400
+    assert resp.json() == {"statusCode": 400, "message": [f"property {key} should not exist"],
+                           "error": "Bad Request"}
+    api.post(f"{v4}/datasets", json=v4_dataset(), timeout=10)
+    patched = api.patch(f"{v4}/datasets/{ENC}", json={key: "x"}, timeout=10)
+    assert patched.status_code == 400
+    assert patched.json()["message"] == [f"property {key} should not exist"]
+
+
+def test_v4_required_fields_and_missing_owner(scicat_server: Any, api: requests.Session,
+                                              v4: str) -> None:
+    resp = api.post(f"{v4}/datasets", json={}, timeout=10)
+    assert resp.status_code == 400
+    assert resp.json()["message"] == [
+        "type must be a string", "ownerGroup must be a string",
+        "Expected an email or a list of semicolon separated emails, got undefined",
+        "sourceFolder should not be empty", "sourceFolder must be a string",
+        "creationTime must be a valid ISO 8601 date string", "datasetName must be a string"]
+    body = v4_dataset()
+    del body["owner"]
+    resp = api.post(f"{v4}/datasets", json=body, timeout=10)
+    assert resp.status_code == 500
+    assert resp.json() == {"message": "Something went wrong. Please try again later.",
+                           "statusCode": 500}
+    assert scicat_server.datasets() == []
+
+
+def test_v4_duplicate_and_unknown_dataset(scicat_server: Any, api: requests.Session,
+                                          v4: str) -> None:
+    missing = api.get(f"{v4}/datasets/{ENC}", timeout=10)
+    assert missing.status_code == 404
+    assert missing.json() == {"message": "dataset: null not found", "error": "Not Found",
+                              "statusCode": 404}
+    api.post(f"{v4}/datasets", json=v4_dataset(), timeout=10)
+    again = api.post(f"{v4}/datasets", json=v4_dataset(), timeout=10)
+    assert again.status_code == 409
+    assert again.json()["message"] == f"A dataset with pid {PID} already exists!"
+    assert api.patch(f"{v4}/datasets/99001234%2Fnone", json={},
+                     timeout=10).json()["message"] == "Dataset not found"
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/merge-patch+json"])
+def test_v4_patch_without_size_resets_it(scicat_server: Any, api: requests.Session, v4: str,
+                                         content_type: str) -> None:
+    api.post(f"{scicat_server.url}/Datasets", json=raw_dataset(packedSize=5), timeout=10)
+    api.post(f"{v4}/origdatablocks", json=datablock(), timeout=10)
+    assert (scicat_server.dataset(PID)["size"], scicat_server.dataset(PID)["numberOfFiles"]) \
+        == (30, 2)
+    headers = {"Content-Type": content_type}
+    resp = api.patch(f"{v4}/datasets/{ENC}", data=json.dumps({"keywords": ["a"]}),
+                     headers=headers, timeout=10)
+    assert resp.status_code == 200, resp.text
+    stored = scicat_server.dataset(PID)
+    assert (stored["size"], stored["numberOfFiles"], stored["packedSize"]) == (0, 0, 0)
+    assert stored["keywords"] == ["a"]
+    api.patch(f"{v4}/datasets/{ENC}", data=json.dumps({"size": 30, "numberOfFiles": 2}),
+              headers=headers, timeout=10)
+    assert (scicat_server.dataset(PID)["size"], scicat_server.dataset(PID)["numberOfFiles"]) \
+        == (30, 2)
+
+
+def test_v3_patch_keeps_size(scicat_server: Any, api: requests.Session) -> None:
+    api.post(f"{scicat_server.url}/Datasets", json=raw_dataset(), timeout=10)
+    api.post(f"{scicat_server.url}/OrigDatablocks", json=datablock(), timeout=10)
+    api.patch(f"{scicat_server.url}/Datasets/{ENC}", json={"keywords": ["a"]}, timeout=10)
+    assert scicat_server.dataset(PID)["size"] == 30
+
+
+def test_v4_merge_patch_merges_and_json_patch_replaces(scicat_server: Any,
+                                                       api: requests.Session, v4: str) -> None:
+    metadata = {"temp": {"value": 300, "unit": "K"}, "name": "a"}
+    api.post(f"{v4}/datasets", json=v4_dataset(scientificMetadata=metadata), timeout=10)
+    merge = {"Content-Type": "application/merge-patch+json"}
+    resp = api.patch(f"{v4}/datasets/{ENC}", headers=merge, timeout=10,
+                     data=json.dumps({"scientificMetadata": {"name": None, "x": 1}}))
+    assert resp.status_code == 200
+    assert set(scicat_server.dataset(PID)["scientificMetadata"]) == {"temp", "x"}
+    api.patch(f"{v4}/datasets/{ENC}", json={"scientificMetadata": {"y": 2}}, timeout=10)
+    assert scicat_server.dataset(PID)["scientificMetadata"] == {"y": 2}
+
+
+def test_v4_patch_must_keep_value_and_unit_together(scicat_server: Any,
+                                                    api: requests.Session, v4: str) -> None:
+    api.post(f"{v4}/datasets", timeout=10,
+             json=v4_dataset(scientificMetadata={"temp": {"value": 300, "unit": "K"}}))
+    resp = api.patch(f"{v4}/datasets/{ENC}", timeout=10,
+                     json={"scientificMetadata": {"temp": {"value": 301}}})
+    assert resp.status_code == 400
+    assert resp.json()["message"] == (
+        f"Original dataset {PID} contains both value and unit in scientificMetadata.temp. "
+        "Please provide both when updating.")
+    v3 = api.patch(f"{scicat_server.url}/Datasets/{ENC}", timeout=10,
+                   json={"scientificMetadata": {"temp": {"value": 301}}})
+    assert v3.status_code == 200
+
+
+@pytest.mark.parametrize("key", ["pid", "type"])
+def test_v4_patch_with_pid_or_type_is_400(scicat_server: Any, api: requests.Session, v4: str,
+                                          key: str) -> None:
+    api.post(f"{v4}/datasets", json=v4_dataset(), timeout=10)
+    resp = api.patch(f"{v4}/datasets/{ENC}", json={key: v4_dataset()[key]}, timeout=10)
+    assert resp.status_code == 400
+    assert resp.json()["message"] == [f"property {key} should not exist"]
+
+
+def test_server_managed_dataset_fields(scicat_server: Any, api: requests.Session,
+                                       api_version: str) -> None:
+    metadata = {"temp": {"value": 300, "unit": "K"}, "len": {"value": 5, "unit": "mm"},
+                "energy": {"value": 10, "unit": "keV"}, "odd": {"value": 3, "unit": "furlong"},
+                "plain": {"value": 1}, "deep": {"x": {"value": [1, 2], "unit": "mm"}}}
+    body = raw_dataset(scientificMetadata=metadata)
+    del body["datasetName"]
+    api.post(f"{scicat_server.login_url}/Datasets", json=body, timeout=10)
+    got = api.get(f"{scicat_server.url}/datasets/{ENC}", timeout=10).json()
+    expected = {
+        "_id": PID, "__v": 0, "createdBy": "ingestor", "updatedBy": "ingestor",
+        "inputDatasets": [], "usedSoftware": [], "relationships": [], "packedSize": 0,
+        "numberOfFilesArchived": 0, "version": "3", "techniques": [], "sharedWith": [],
+        "isPublished": False, "classification": "IN=medium,AV=low,CO=low",
+        "principalInvestigators": ["applicant@example.org"], "proposalIds": [None],
+        "sampleIds": [None], "instrumentIds": [None], "datasetName": "p00/raw",
+        "creationTime": "2024-03-05T09:05:00.000Z",
+    }
+    assert {key: got.get(key) for key in expected} == expected
+    assert is_iso8601(got["createdAt"]) and got["createdAt"].endswith("Z")
+    assert got["datasetlifecycle"]["archiveStatusMessage"] == "datasetCreated"
+    singular = {"principalInvestigator": "applicant@example.org", "proposalId": None,
+                "sampleId": None, "instrumentId": None, "history": []}
+    if api_version == "v3":
+        assert {key: got.get(key, "absent") for key in singular} == singular
+    else:
+        assert not set(singular) & set(got)
+    meta = got["scientificMetadata"]
+    assert (meta["temp"]["valueSI"], meta["temp"]["unitSI"]) == (300, "K")
+    assert (meta["len"]["valueSI"], meta["len"]["unitSI"]) == (0.005, "m")
+    assert meta["energy"]["unitSI"] == "(kg m^2) / s^2"
+    assert meta["energy"]["valueSI"] == pytest.approx(1.602176565e-15)
+    assert (meta["odd"]["valueSI"], meta["odd"]["unitSI"]) == (3, "furlong")
+    assert meta["plain"] == {"value": 1}
+    assert meta["deep"]["x"]["valueSI"] == [0.001, 0.002]
+
+
+def test_v3_derived_dataset_fields(scicat_server: Any, api: requests.Session) -> None:
+    doc = raw_dataset("99001234/calib", type="derived", investigator="inv@example.org",
+                      inputDatasets=[PID], usedSoftware=["nxstools"])
+    for key in ("principalInvestigator", "creationLocation"):
+        del doc[key]
+    assert api.post(f"{scicat_server.url}/Datasets", json=doc, timeout=10).status_code == 201
+    got = api.get(f"{scicat_server.url}/Datasets/99001234%2Fcalib", timeout=10).json()
+    assert got["principalInvestigator"] == "inv@example.org" and "investigator" not in got
+    assert (got["principalInvestigators"], got["proposalIds"]) == (["inv@example.org"], [None])
+    assert (got["sampleIds"], got["instrumentIds"]) == ([], [])
+    assert "sampleId" not in got and got["proposalId"] is None
+
+
+def test_v4_origdatablocks(scicat_server: Any, api: requests.Session, v4: str) -> None:
+    api.post(f"{v4}/datasets", json=v4_dataset(), timeout=10)
+    body = dict(datablock(), ownerGroup="someone-else", accessGroups=["x"])
+    resp = api.post(f"{v4}/origdatablocks", json=body, timeout=10)
+    assert resp.status_code == 201, resp.text
+    created = resp.json()
+    assert created["id"] == created["_id"]
+    assert (created["ownerGroup"], created["accessGroups"]) == \
+        ("99001234-dmgt", ["99001234-dmgt", "p00staff"])
+    assert created["dataFileList"][0]["time"] == "2026-11-24T02:11:53.475Z"
+    listed = blocks_where(api, v4)
+    assert [b["_id"] for b in listed] == [created["_id"]] and "id" not in listed[0]
+    one = api.get(f"{v4}/origdatablocks/{created['_id']}", timeout=10)
+    assert one.status_code == 200 and one.json()["size"] == 30
+    missing = api.get(f"{v4}/origdatablocks/nothing", timeout=10)
+    assert missing.status_code == 404
+    assert missing.json()["message"] == "OrigDatablock: nothing not found"
+    unknown = api.post(f"{v4}/origdatablocks", json=datablock("99001234/none"), timeout=10)
+    assert unknown.json()["message"] == \
+        "Dataset: 99001234/none not found for attaching an origdatablock"
+    assert api.delete(f"{v4}/origdatablocks/{created['_id']}", timeout=10).status_code == 200
+    assert blocks_where(api, v4) == [] and scicat_server.dataset(PID)["size"] == 0
+
+
+@pytest.mark.parametrize("route", ["v4", "v3", "v3-nested"])
+def test_patch_datablock_replaces_files_in_place(scicat_server: Any, api: requests.Session,
+                                                 route: str) -> None:
+    v3 = scicat_server.url
+    api.post(f"{v3}/Datasets", json=raw_dataset(), timeout=10)
+    block_id = api.post(f"{v3}/OrigDatablocks", json=datablock(), timeout=10).json()["id"]
+    api.post(f"{v3}/OrigDatablocks", json=datablock(sizes=(1,)), timeout=10)
+    url = {"v4": f"{scicat_server.url_for('v4')}/origdatablocks/{block_id}",
+           "v3": f"{v3}/OrigDatablocks/{block_id}",
+           "v3-nested": f"{v3}/Datasets/{ENC}/OrigDatablocks/{block_id}"}[route]
+    new = datablock(sizes=(5, 6, 7))
+    resp = api.patch(url, json={"dataFileList": new["dataFileList"], "size": 18}, timeout=10)
+    assert resp.status_code == 200, resp.text
+    assert [f["path"] for f in resp.json()["dataFileList"]] == ["f0.dat", "f1.dat", "f2.dat"]
+    assert len(scicat_server.datablocks(PID)) == 2
+    stored = scicat_server.dataset(PID)
+    assert (stored["size"], stored["numberOfFiles"]) == (19, 4)
+    rejected = api.patch(url, json={"datasetId": PID, "size": 1,
+                                    "dataFileList": new["dataFileList"]}, timeout=10)
+    assert rejected.status_code == 400
+    assert rejected.json()["message"] == ["property datasetId should not exist"]
+    size_only = api.patch(url, json={"size": 18}, timeout=10)
+    assert size_only.status_code == (400 if route == "v3-nested" else 200)
+
+
+def test_v4_dataset_include_children(scicat_server: Any, api: requests.Session,
+                                     v4: str) -> None:
+    api.post(f"{v4}/datasets", json=v4_dataset(), timeout=10)
+    api.post(f"{v4}/origdatablocks", json=datablock(), timeout=10)
+    api.post(f"{scicat_server.url}/Datasets/{ENC}/Attachments", timeout=10,
+             json={"caption": "c", "ownerGroup": "g"})
+    got = api.get(f"{v4}/datasets/{ENC}?include=origdatablocks&include=attachments",
+                  timeout=10).json()
+    assert len(got["origdatablocks"]) == 1 and got["origdatablocks"][0]["size"] == 30
+    assert [a["caption"] for a in got["attachments"]] == ["c"]
+    only = api.get(f"{v4}/datasets/{ENC}", params={"include": "origdatablocks"},
+                   timeout=10).json()
+    assert "origdatablocks" in only and "attachments" not in only
+    bad = api.get(f"{v4}/datasets/{ENC}", params={"include": "bogus"}, timeout=10)
+    assert bad.status_code == 400
+    assert bad.json()["message"] == \
+        'Provided include field "bogus" is not part of the dataset relations'
+
+
+def test_v4_attachments(scicat_server: Any, api: requests.Session, v4: str) -> None:
+    api.post(f"{v4}/datasets", json=v4_dataset(), timeout=10)
+    body = {"caption": "c", "ownerGroup": "99001234-dmgt", "isPublished": False,
+            "thumbnail": "data:image/png;base64,AAAA",
+            "relationships": [{"targetId": PID, "targetType": "dataset"}]}
+    first = api.post(f"{v4}/attachments", json=body, timeout=10)
+    assert first.status_code == 201, first.text
+    aid = first.json()["aid"]
+    assert first.json()["relationships"] == [
+        {"relationType": "is attached to", "targetId": PID, "targetType": "dataset"}]
+    chosen = api.post(f"{v4}/attachments", json=dict(body, aid="mine"), timeout=10)
+    assert chosen.json()["aid"] == "mine"
+    taken = api.post(f"{v4}/attachments", json=dict(body, aid="mine"), timeout=10)
+    assert taken.status_code == 500
+    loose = dict(body)
+    del loose["relationships"]
+    unlinked = api.post(f"{v4}/attachments", json=loose, timeout=10)
+    assert unlinked.status_code == 201 and unlinked.json()["relationships"] == []
+    assert sorted(a["aid"] for a in attachments_where(api, v4)) == sorted([aid, "mine"])
+    v3_list = api.get(f"{scicat_server.url}/Datasets/{ENC}/Attachments", timeout=10).json()
+    assert sorted(a["id"] for a in v3_list) == sorted([aid, "mine"])
+    assert {a["datasetId"] for a in v3_list} == {PID}
+    one = api.get(f"{v4}/attachments/{aid}", timeout=10)
+    assert one.status_code == 200 and one.json()["caption"] == "c"
+    patched = api.patch(f"{v4}/attachments/{aid}", json={"caption": "new"}, timeout=10)
+    assert patched.status_code == 200 and patched.json()["caption"] == "new"
+    assert api.patch(f"{v4}/attachments/{aid}", json={"aid": "x"},
+                     timeout=10).status_code == 400
+    assert api.delete(f"{v4}/attachments/{aid}", timeout=10).status_code == 200
+    again = api.delete(f"{v4}/attachments/{aid}", timeout=10)
+    assert again.status_code == 404
+    assert again.json()["message"] == f"Attachment: {aid} not found"
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"datasetId": PID}, "property datasetId should not exist"),
+    ({"caption": None}, "caption must be a string"),
+    ({"isPublished": None}, "isPublished must be a boolean value"),
+    ({"relationships": [{"targetId": PID}]},
+     "relationships.0.targetType must be one of the following values: dataset, proposal, "
+     "sample, published_data"),
+])
+def test_v4_attachment_validation(scicat_server: Any, api: requests.Session, v4: str,
+                                  change: Dict[str, Any], message: str) -> None:
+    body = {"caption": "c", "ownerGroup": "g", "isPublished": False,
+            "relationships": [{"targetId": PID, "targetType": "dataset"}]}
+    body.update(change)
+    body = {key: value for key, value in body.items() if value is not None}
+    resp = api.post(f"{v4}/attachments", json=body, timeout=10)
+    assert resp.status_code == 400
+    assert resp.json()["message"] == [message]
+
+
+def test_v3_attachment_is_found_by_v4_relationship_query(scicat_server: Any,
+                                                         api: requests.Session,
+                                                         v4: str) -> None:
+    api.post(f"{scicat_server.url}/Datasets", json=raw_dataset(), timeout=10)
+    resp = api.post(f"{scicat_server.url}/Datasets/{ENC}/Attachments", timeout=10,
+                    json={"caption": "", "ownerGroup": "other", "id": "mine"})
+    assert resp.status_code == 201
+    assert resp.json()["ownerGroup"] == "99001234-dmgt" and "relationships" not in resp.json()
+    found = attachments_where(api, v4)
+    assert [a["aid"] for a in found] == [resp.json()["id"]]
+    assert found[0]["relationships"][0]["targetId"] == PID and "datasetId" not in found[0]
+    assert [a["id"] for a in scicat_server.attachments(PID)] == [resp.json()["id"]]
+    published = api.post(f"{scicat_server.url}/Datasets/{ENC}/Attachments", timeout=10,
+                         json={"caption": "", "ownerGroup": "g", "isPublished": True})
+    assert published.json()["message"] == ["property isPublished should not exist"]
+
+
+def _delete_everything(api: requests.Session, server: Any) -> Dict[str, int]:
+    v3, v4 = server.url, server.url_for("v4")
+    api.post(f"{v3}/Datasets", json=raw_dataset(), timeout=10)
+    block_id = api.post(f"{v3}/OrigDatablocks", json=datablock(), timeout=10).json()["id"]
+    v3_att = api.post(f"{v3}/Datasets/{ENC}/Attachments", timeout=10,
+                      json={"caption": "", "ownerGroup": "g"}).json()["id"]
+    v4_att = api.post(f"{v4}/attachments", timeout=10, json={
+        "caption": "", "ownerGroup": "g", "isPublished": False,
+        "relationships": [{"targetId": PID, "targetType": "dataset"}]}).json()["aid"]
+    return {
+        "v3 block": api.delete(f"{v3}/OrigDatablocks/{block_id}", timeout=10).status_code,
+        "v4 block": api.delete(f"{v4}/origdatablocks/{block_id}", timeout=10).status_code,
+        "v4 unknown block": api.delete(f"{v4}/origdatablocks/x", timeout=10).status_code,
+        "v3 attachment": api.delete(f"{v3}/Datasets/{ENC}/Attachments/{v3_att}",
+                                    timeout=10).status_code,
+        "v4 attachment": api.delete(f"{v4}/attachments/{v4_att}", timeout=10).status_code,
+        "v4 dataset": api.delete(f"{v4}/datasets/{ENC}", timeout=10).status_code,
+    }
+
+
+@pytest.mark.devserver(datablock_delete_allowed=False)
+def test_delete_refused_outside_delete_groups(scicat_server: Any,
+                                              api: requests.Session) -> None:
+    statuses = _delete_everything(api, scicat_server)
+    assert statuses == {"v3 block": 403, "v4 block": 403, "v4 unknown block": 403,
+                        "v3 attachment": 200, "v4 attachment": 200, "v4 dataset": 403}
+    resp = api.delete(f"{scicat_server.url}/OrigDatablocks/x", timeout=10)
+    assert resp.json() == FORBIDDEN
+    admin = session(scicat_server, "admin", "admin-pass")
+    assert admin.delete(f"{scicat_server.url}/Datasets/{ENC}", timeout=10).status_code == 403
+    assert len(scicat_server.datablocks(PID)) == 1
+    patched = api.patch(f"{scicat_server.url}/OrigDatablocks/"
+                        f"{scicat_server.datablocks(PID)[0]['id']}", json={"size": 1},
+                        timeout=10)
+    assert patched.status_code == 200
+
+
+def test_delete_switch_at_runtime(scicat_server: Any, api: requests.Session) -> None:
+    assert scicat_server.datablock_delete_allowed
+    admin = scicat_server.login_url.replace("/api/v3", "/__devserver__")
+    resp = requests.post(f"{admin}/permissions", json={"datablock_delete_allowed": False},
+                         timeout=10)
+    assert resp.json() == {"datablock_delete_allowed": False}
+    assert requests.get(f"{admin}/permissions", timeout=10).json() == resp.json()
+    assert requests.post(f"{admin}/permissions", json={"datablock_delete_allowed": "no"},
+                         timeout=10).status_code == 400
+    assert api.delete(f"{scicat_server.url}/OrigDatablocks/x", timeout=10).status_code == 403
+    scicat_server.set_datablock_delete_allowed(True)
+    statuses = _delete_everything(api, scicat_server)
+    assert statuses == {"v3 block": 200, "v4 block": 404, "v4 unknown block": 404,
+                        "v3 attachment": 200, "v4 attachment": 200, "v4 dataset": 200}
+    assert scicat_server.datasets() == []
+
+
+def test_console_script_forbid_datablock_delete(tmp_path: Any) -> None:
+    port = _free_port()
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(__file__)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scingestor.devserver", "--port", str(port),
+         "--forbid-datablock-delete"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        url = proc.stdout.readline().strip()
+        resp = requests.post(f"{url}/Users/login", timeout=10,
+                             json={"username": "ingestor", "password": "12342345"})
+        assert resp.status_code == 201 and resp.text == ""
+        token = requests.post(f"{url}/auth/login", timeout=10, json={
+            "username": "ingestor", "password": "12342345"}).json()["access_token"]
+        resp = requests.delete(f"{url.replace('/v3', '/v4')}/origdatablocks/x", timeout=10,
+                               headers={"Authorization": f"Bearer {token}"})
+        assert resp.status_code == 403 and resp.json() == FORBIDDEN
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

@@ -329,24 +329,31 @@ def test_replace_deletes_stale_blocks_and_keeps_matching_ones(scicat_server, tmp
     publisher.sync_datablocks(PID, [keep, stale], replace=False)
     kept_id = [b["id"] for b in scicat_server.datablocks(PID)
                if b["dataFileList"][0]["path"] == "a.nxs"]
+    stale_id = [b["id"] for b in scicat_server.datablocks(PID)
+                if b["dataFileList"][0]["path"] == "b.cbf"]
     grown = datablock(("b.cbf", 5))
     result = publisher.sync_datablocks(PID, [keep, grown], replace=True)
-    assert (result.posted, result.kept, result.deleted) == (1, 1, 1)
+    # the stale block is rewritten in place (PATCH), nothing is posted or deleted
+    assert (result.posted, result.kept, result.deleted, result.updated) == (0, 1, 0, 1)
     stored = scicat_server.datablocks(PID)
     assert sorted((b["dataFileList"][0]["path"], b["size"]) for b in stored) == [
         ("a.nxs", 1), ("b.cbf", 5)]
-    assert kept_id[0] in [b["id"] for b in stored]
+    assert sorted(b["id"] for b in stored) == sorted(kept_id + stale_id)
+    surplus = publisher.sync_datablocks(PID, [keep], replace=True)
+    assert (surplus.posted, surplus.kept, surplus.deleted) == (0, 1, 1)
+    assert [b["id"] for b in scicat_server.datablocks(PID)] == kept_id
 
 
 def test_failed_delete_is_an_error(scicat_server, tmp_path):
     publisher = make_publisher(scicat_server, tmp_path)
     ingest(publisher, DATASET)
-    publisher.sync_datablocks(PID, [datablock(("a.nxs", 1))], replace=False)
+    publisher.sync_datablocks(PID, [datablock(("a.nxs", 1)), datablock(("b.nxs", 1))],
+                              replace=False)
     scicat_server.faults.fail_next(1, status=404, method="DELETE")
     with pytest.raises(SciCatError) as info:
-        publisher.sync_datablocks(PID, [datablock(("b.nxs", 1))], replace=True)
+        publisher.sync_datablocks(PID, [datablock(("a.nxs", 1))], replace=True)
     assert info.value.status == 404
-    assert len(scicat_server.datablocks(PID)) == 1
+    assert len(scicat_server.datablocks(PID)) == 2
 
 
 # -- attachments ------------------------------------------------------------------------

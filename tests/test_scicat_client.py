@@ -11,13 +11,13 @@ import pytest
 from scingestor.config import config_from_mapping
 from scingestor.credentials import CredentialSource
 from scingestor.scicat.client import SciCatClient
-from scingestor.scicat.urls import encode_segment
 from scingestor.scicat.errors import (
     SciCatAuthError,
     SciCatConnectionError,
     SciCatError,
     SciCatForbiddenError,
 )
+from scingestor.scicat.urls import encode_segment
 from scingestor.secret import Secret
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,6 @@ def test_login_on_auth_path_sends_exact_body_and_caches_token(scicat_server, tmp
     assert all(r.status == 200 for r in gets)
 
 
-@pytest.mark.devserver(users_login_mode="modern")
 def test_legacy_path_with_empty_answer_falls_back_with_warning(scicat_server, tmp_path,
                                                               caplog):
     client = make_client(scicat_server, tmp_path, scicat_users_login_path="Users/login")
@@ -106,6 +105,7 @@ def test_legacy_path_with_empty_answer_falls_back_with_warning(scicat_server, tm
         "/api/v3/auth/login"]
 
 
+@pytest.mark.devserver(users_login_mode="legacy")
 def test_legacy_server_answering_id_on_users_login(scicat_server, tmp_path):
     client = make_client(scicat_server, tmp_path, scicat_users_login_path="Users/login")
     response = client.get("Datasets")

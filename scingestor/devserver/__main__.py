@@ -9,8 +9,8 @@ import sys
 import threading
 from typing import List, Optional
 
-from .api import LOGIN_MODES
 from .auth import DEFAULT_TOKEN_LIFETIME
+from .routing import LOGIN_MODES
 from .server import DevServer
 
 logger = logging.getLogger(__name__)
@@ -25,8 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default %(default)s)")
     parser.add_argument("--port", type=int, default=8881, help="port, 0 = any free (default 8881)")
     parser.add_argument("--db", default=":memory:", help="SQLite file (default in memory)")
-    parser.add_argument("--users-login-mode", choices=LOGIN_MODES, default="legacy",
-                        help="answer of POST Users/login: legacy {id, ttl} or modern empty 201")
+    parser.add_argument("--users-login-mode", choices=LOGIN_MODES, default="modern",
+                        help="answer of POST Users/login: modern empty 201 (SciCat 4.5, "
+                             "default) or legacy {id, ttl}")
     parser.add_argument("--token-lifetime", type=float, default=DEFAULT_TOKEN_LIFETIME,
                         help="token lifetime in seconds (default %(default)s)")
     parser.add_argument("--accept-query-token", action="store_true",
@@ -34,12 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pid-prefix", default="", help="prefix added to posted dataset pids")
     parser.add_argument("--restrict-ingestor", action="store_true",
                         help="the ingestor account reads only datasets of its own group")
+    parser.add_argument("--forbid-datablock-delete", action="store_true",
+                        help="DELETE of OrigDatablocks and datasets answers 403, as for "
+                             "accounts outside DELETE_GROUPS")
     parser.add_argument("-l", "--log", default="warning", help="log level (default warning)")
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Run the server; print its API URL on stdout; stop on SIGTERM or SIGINT."""
+    """Run the server; print its v3 API URL on stdout; stop on SIGTERM or SIGINT."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=getattr(logging, args.log.upper(), logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -47,7 +51,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                        users_login_mode=args.users_login_mode,
                        token_lifetime=args.token_lifetime,
                        accept_query_token=args.accept_query_token, pid_prefix=args.pid_prefix,
-                       restrict_ingestor=args.restrict_ingestor)
+                       restrict_ingestor=args.restrict_ingestor,
+                       datablock_delete_allowed=not args.forbid_datablock_delete)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:

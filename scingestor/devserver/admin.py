@@ -13,6 +13,9 @@ Routes (JSON bodies):
 * ``POST users`` ``{username, password, groups, admin}``.
 * ``POST proposals`` — store a proposal document as is.
 * ``POST tokens/expire`` — invalidate every token.
+* ``GET permissions``; ``POST permissions`` ``{datablock_delete_allowed: bool}`` — with
+  false, DELETE of OrigDatablocks and datasets answers 403 (accounts outside
+  ``DELETE_GROUPS``).
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ class AdminApi:
         if route == "reset" and method == "POST":
             server.reset()
             return _ok()
+        if route == "permissions" and method == "GET":
+            return Response.json(200, _permissions(server))
         if route == "faults" and method == "GET":
             return Response.json(200, faults.describe())
         if (route == "faults" and method == "DELETE") or (
@@ -103,9 +108,19 @@ class AdminApi:
             server.store.insert("proposals", str(data["proposalId"]), data)
         elif route == "tokens/expire":
             server.accounts.expire_tokens()
+        elif route == "permissions":
+            allowed = data["datablock_delete_allowed"]
+            if not isinstance(allowed, bool):
+                raise TypeError("datablock_delete_allowed must be a boolean")
+            server.datablock_delete_allowed = allowed
+            return Response.json(200, _permissions(server))
         else:
             return Response.json(404, {"message": f"unknown admin route POST {route}"})
         return _ok()
+
+
+def _permissions(server: DevServer) -> dict:
+    return {"datablock_delete_allowed": server.datablock_delete_allowed}
 
 
 def _ok() -> Response:

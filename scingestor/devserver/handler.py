@@ -94,7 +94,8 @@ class DevRequestHandler(BaseHTTPRequestHandler):
             response = Response(decision.fail.status, decision.fail.body)
         else:
             try:
-                response = server.api.dispatch(self.command, path, query, headers, body)
+                response = server.api.dispatch(self.command, path, query, headers, body,
+                                               parts.query)
             except Exception:
                 logger.exception("dev server failed on %s %s", self.command, path)
                 response = Response.json(500, {"statusCode": 500,

@@ -9,7 +9,7 @@ from http.server import ThreadingHTTPServer
 from typing import Callable, List, Optional, Set
 
 from .admin import AdminApi
-from .api import API_PREFIX, Api, ApiOptions
+from .api import API_PREFIXES, Api, ApiOptions
 from .auth import DEFAULT_TOKEN_LIFETIME, Accounts
 from .faults import Faults
 from .handler import DevRequestHandler
@@ -29,21 +29,27 @@ class _HTTPServer(ThreadingHTTPServer):
 class DevServer:
     """A SciCat-compatible server on ``host:port`` (port 0 picks a free one).
 
-    ``restrict_ingestor`` gives the ``ingestor`` account only its own group, so
-    that reading datasets of other groups answers 403 as on a real deployment.
+    It answers ``/api/v3`` and ``/api/v4`` from one store (``docs/devserver.md``).
+    ``users_login_mode`` is the answer of ``POST Users/login``: "modern" (empty
+    201, SciCat 4.5) or "legacy" (LoopBack ``{id, ttl}``). ``restrict_ingestor``
+    gives the ``ingestor`` account only its own group, so that reading datasets
+    of other groups answers 403 as on a real deployment.
+    ``datablock_delete_allowed=False`` models accounts outside ``DELETE_GROUPS``
+    (a default deployment): DELETE of OrigDatablocks and datasets answers 403,
+    attachments stay deletable.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, db: str = ":memory:",
-                 users_login_mode: str = "legacy", token_lifetime: float = DEFAULT_TOKEN_LIFETIME,
+                 users_login_mode: str = "modern", token_lifetime: float = DEFAULT_TOKEN_LIFETIME,
                  accept_query_token: bool = False, require_query_token: bool = False,
                  pid_prefix: str = "", restrict_ingestor: bool = False,
-                 default_users: bool = True) -> None:
+                 default_users: bool = True, datablock_delete_allowed: bool = True) -> None:
         self.host = host
         self.port = port
         self.store = Store(db)
         self.accounts = Accounts(token_lifetime)
         self.options = ApiOptions(users_login_mode, accept_query_token, require_query_token,
-                                  pid_prefix)
+                                  pid_prefix, datablock_delete_allowed)
         self.api = Api(self.store, self.accounts, self.options)
         self.admin = AdminApi(self)
         self.log = RequestLog()
@@ -72,8 +78,29 @@ class DevServer:
 
     @property
     def url(self) -> str:
-        """The API root, e.g. ``http://127.0.0.1:8881/api/v3``."""
-        return self.base_url + API_PREFIX.rstrip("/")
+        """The v3 API root, e.g. ``http://127.0.0.1:8881/api/v3`` (also the login root)."""
+        return self.url_for("v3")
+
+    @property
+    def url_v4(self) -> str:
+        """The v4 API root, e.g. ``http://127.0.0.1:8881/api/v4``."""
+        return self.url_for("v4")
+
+    def url_for(self, version: str) -> str:
+        """The API root of ``version`` ("v3" or "v4")."""
+        if version not in API_PREFIXES:
+            raise ValueError(f"unknown API version {version!r}; use one of "
+                             f"{sorted(API_PREFIXES)}")
+        return self.base_url + API_PREFIXES[version].rstrip("/")
+
+    @property
+    def datablock_delete_allowed(self) -> bool:
+        """Whether DELETE of OrigDatablocks and datasets is allowed (else 403)."""
+        return self.options.datablock_delete_allowed
+
+    @datablock_delete_allowed.setter
+    def datablock_delete_allowed(self, allowed: bool) -> None:
+        self.options.datablock_delete_allowed = bool(allowed)
 
     def start(self) -> DevServer:
         """Bind and serve in a background thread; return self."""

@@ -27,6 +27,9 @@ CREATE INDEX IF NOT EXISTS documents_parent ON documents (collection, parent);
 """
 
 
+_KEEP = object()
+
+
 class DuplicateError(Exception):
     """A document with the same id already exists in the collection."""
 
@@ -60,12 +63,18 @@ class Store:
             except sqlite3.IntegrityError as exc:
                 raise DuplicateError(doc_id) from exc
 
-    def replace(self, collection: str, doc_id: str, doc: Dict[str, Any]) -> bool:
-        """Replace an existing document; return False if it does not exist."""
+    def replace(self, collection: str, doc_id: str, doc: Dict[str, Any],
+                parent: Any = _KEEP) -> bool:
+        """Replace an existing document (and its parent if given); False if absent."""
         with self._lock:
-            cur = self._db.execute(
-                "UPDATE documents SET doc = ? WHERE collection = ? AND id = ?",
-                (json.dumps(doc), collection, doc_id))
+            if parent is _KEEP:
+                cur = self._db.execute(
+                    "UPDATE documents SET doc = ? WHERE collection = ? AND id = ?",
+                    (json.dumps(doc), collection, doc_id))
+            else:
+                cur = self._db.execute(
+                    "UPDATE documents SET doc = ?, parent = ? WHERE collection = ? AND id = ?",
+                    (json.dumps(doc), parent, collection, doc_id))
             return cur.rowcount > 0
 
     def get(self, collection: str, doc_id: str) -> Optional[Dict[str, Any]]:

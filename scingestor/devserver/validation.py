@@ -1,4 +1,4 @@
-"""Whitelisting validation of request bodies, modelled on the SciCat v3 DTOs."""
+"""Whitelisting validation of v3 request bodies (see ``docs/devserver.md``)."""
 
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ DATAFILE_FIELDS: Dict[str, _Check] = {
 ATTACHMENT_FIELDS: Dict[str, _Check] = {
     "id": _ANY, "thumbnail": _STRING, "caption": _STRING, "datasetId": _STRING,
     "proposalId": _STRING, "sampleId": _STRING, "ownerGroup": _STRING,
-    "accessGroups": _STRINGS, "instrumentGroup": _STRING, "isPublished": _BOOL,
+    "accessGroups": _STRINGS, "instrumentGroup": _STRING,
     "createdBy": _STRING, "updatedBy": _STRING, "createdAt": _DATE, "updatedAt": _DATE,
 }
 
@@ -214,6 +214,23 @@ def validate_dataset_patch(body: Any, kind: str) -> Dict[str, Any]:
     return doc
 
 
+def check_datafiles(files: Any) -> List[str]:
+    """Problems of a ``dataFileList``: non-empty; entries need path, size and time."""
+    problems: List[str] = []
+    if not isinstance(files, list) or not files:
+        return ["dataFileList should not be empty"]
+    for index, entry in enumerate(files):
+        prefix = f"dataFileList.{index}."
+        if not isinstance(entry, dict):
+            problems.append(f"dataFileList.{index} must be an object")
+            continue
+        problems += _check_fields(entry, DATAFILE_FIELDS, prefix)
+        for key, check in (("path", _STRING), ("size", _NUMBER), ("time", _DATE)):
+            if entry.get(key) is None:
+                problems.append(f"{prefix}{key} {check[1]}")
+    return problems
+
+
 def validate_datablock(body: Any) -> Dict[str, Any]:
     """Validate an OrigDatablock creation body and return it."""
     doc = dict(_require_object(body))
@@ -222,19 +239,27 @@ def validate_datablock(body: Any) -> Dict[str, Any]:
         problems.append("datasetId should not be empty")
     if "size" not in doc:
         problems.append("size must be an integer number")
-    files = doc.get("dataFileList")
-    if not isinstance(files, list) or not files:
-        problems.append("dataFileList should not be empty")
-    else:
-        for index, entry in enumerate(files):
-            prefix = f"dataFileList.{index}."
-            if not isinstance(entry, dict):
-                problems.append(f"dataFileList.{index} must be an object")
-                continue
-            problems += _check_fields(entry, DATAFILE_FIELDS, prefix)
-            for key, check in (("path", _STRING), ("size", _NUMBER), ("time", _DATE)):
-                if entry.get(key) is None:
-                    problems.append(f"{prefix}{key} {check[1]}")
+    problems += check_datafiles(doc.get("dataFileList"))
+    if problems:
+        raise ValidationError(sorted(set(problems), key=problems.index))
+    return doc
+
+
+def validate_datablock_patch(body: Any, complete: bool = False) -> Dict[str, Any]:
+    """Validate a PATCH body of an OrigDatablock (``datasetId`` is rejected).
+
+    ``complete`` (the v3 ``Datasets/{pid}/OrigDatablocks/{id}`` route) also
+    requires ``size`` and ``dataFileList``.
+    """
+    doc = dict(_require_object(body))
+    fields = {key: check for key, check in DATABLOCK_FIELDS.items()
+              if key not in ("id", "datasetId", "createdBy", "updatedBy", "createdAt",
+                             "updatedAt")}
+    problems = _check_fields(doc, fields)
+    if complete and not _is_int(doc.get("size")):
+        problems.append("size must be an integer number")
+    if complete or "dataFileList" in doc:
+        problems += check_datafiles(doc.get("dataFileList"))
     if problems:
         raise ValidationError(sorted(set(problems), key=problems.index))
     return doc

@@ -13,20 +13,47 @@ from ..devserver import DevServer, Faults, RecordedRequest
 logger = logging.getLogger(__name__)
 
 
+#: The API versions the dev server answers.
+API_VERSIONS = ("v3", "v4")
+
+
 class DevServerHandle:
     """Convenience view of a running :class:`DevServer`.
 
-    ``url`` is the API root (``http://127.0.0.1:PORT/api/v3``); ``faults`` is
-    the fault-injection object; stored documents are read directly.
+    ``url`` is the root of the handle's ``api_version`` ("v3" by default:
+    ``http://127.0.0.1:PORT/api/v3``); ``login_url`` is always the v3 root,
+    where ``auth/login`` lives. ``faults`` is the fault-injection object;
+    stored documents are read directly.
     """
 
-    def __init__(self, server: DevServer) -> None:
+    def __init__(self, server: DevServer, api_version: str = "v3") -> None:
+        server.url_for(api_version)
         self.server = server
+        self.api_version = api_version
 
     @property
     def url(self) -> str:
-        """The API root URL."""
+        """The API root URL of ``api_version``."""
+        return self.server.url_for(self.api_version)
+
+    @property
+    def login_url(self) -> str:
+        """The v3 root (login exists only there): POST ``{login_url}/auth/login``."""
         return self.server.url
+
+    def url_for(self, version: str) -> str:
+        """The API root of ``version`` ("v3" or "v4")."""
+        return self.server.url_for(version)
+
+    @property
+    def datablock_delete_allowed(self) -> bool:
+        """False: DELETE of OrigDatablocks and datasets answers 403."""
+        return self.server.datablock_delete_allowed
+
+    def set_datablock_delete_allowed(self, allowed: bool) -> None:
+        """Let DELETE of OrigDatablocks/datasets through, or answer 403 as a default
+        deployment does for accounts outside ``DELETE_GROUPS``."""
+        self.server.datablock_delete_allowed = allowed
 
     @property
     def port(self) -> int:
@@ -123,19 +150,23 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def start_dev_server(started: bool = True, **options: Any) -> DevServerHandle:
+def start_dev_server(started: bool = True, api_version: str = "v3",
+                     **options: Any) -> DevServerHandle:
     """Create a :class:`DevServer` on 127.0.0.1 and wrap it.
 
+    ``api_version`` ("v3" or "v4") chooses the root ``handle.url`` points at.
     With ``started=False`` a free port is chosen but nothing listens until
     ``handle.start()`` (a server that is "down at first").
     """
+    if api_version not in API_VERSIONS:
+        raise ValueError(f"api_version must be one of {API_VERSIONS}")
     options.setdefault("host", "127.0.0.1")
     if not started and not options.get("port"):
         options["port"] = free_port(options["host"])
     server = DevServer(**options)
     if started:
         server.start()
-    return DevServerHandle(server)
+    return DevServerHandle(server, api_version)
 
 
 @contextlib.contextmanager
