@@ -1,10 +1,10 @@
-"""The dataset list line forms (spec 04 §3) and their safety checks."""
+"""The dataset list protocol (scingestor.listproto): line forms, names, records, appends."""
 
 from __future__ import annotations
 
 import pytest
 
-from scingestor.listfile import (
+from scingestor.listproto import (
     EntryKind,
     UnsafeNameError,
     check_scan_name,
