@@ -12,8 +12,8 @@ protocol".
   :func:`current_measurement`; the last scan: :func:`last_scan`;
 * names: :func:`check_name` (what we write), :func:`check_scan_name` / :func:`check_token`
   (what we accept when reading lines others wrote);
-* record builders: :func:`start_record`, :func:`stop_record`, :func:`reingest_record`,
-  :func:`multiscan_record`, and the record sequences of the measurement commands
+* record builders: :func:`scan_record`, :func:`reingest_record`, :func:`multiscan_record`,
+  :func:`start_record`, :func:`stop_record`, and the record sequences of the measurement commands
   :func:`start_lines`, :func:`stop_lines`, :func:`update_lines`, :func:`make_lines`;
 * writing: :func:`append_records` and :func:`update_list` (read, decide and append under
   one lock), durable (fsync);
@@ -279,12 +279,21 @@ def reingest_record(name: str, now: Clock = time.time, subdir: bool = True) -> s
     return f"{check_name(name, subdir=subdir)}:{now()}"
 
 
-def multiscan_record(master: str, entry: str, scan: str) -> str:
-    """``MASTER::/ENTRY;SCAN``: scan ``scan`` stored as entry ``entry`` of file ``master``."""
+def scan_record(name: str) -> str:
+    """``NAME``: ingest scan ``name`` (a sub-directory of the list directory is allowed)."""
+    return check_name(name, subdir=True)
+
+
+def multiscan_record(master: str, entry: str, scan: str, now: Optional[Clock] = None) -> str:
+    """``MASTER::/ENTRY;SCAN``: scan ``scan`` stored as entry ``entry`` of file ``master``.
+
+    With ``now``, the ``:<time>`` tag is added (processed once more).
+    """
     check_name(master, subdir=True)
     check_name(entry)
     check_name(scan)
-    return f"{master}::/{entry};{scan}"
+    tag = f":{now()}" if now is not None else ""
+    return f"{master}::/{entry};{scan}{tag}"
 
 
 def stop_lines(current: Optional[str], now: Clock = time.time) -> List[str]:
