@@ -50,7 +50,11 @@ class UnsafeNameError(ListProtocolError, ValueError):
 
 
 class ListWriteError(ListProtocolError, OSError):
-    """The dataset list cannot be read or written (an ``OSError`` too)."""
+    """The dataset list cannot be read or written (an ``OSError`` too, with ``errno``)."""
+
+    def __init__(self, code: Optional[int], message: str) -> None:
+        super().__init__(message)
+        self.errno = code
 
 
 # ------------------------------------------------------------------------------ parsing
@@ -379,7 +383,7 @@ def update_list(path: str, decide: Callable[[List[Entry]], Sequence[str]]) -> Li
         try:
             entries = read_entries(path) if os.path.exists(path) else []
         except OSError as exc:
-            raise ListWriteError(exc.errno, f"cannot read list file {path}: "
+            raise ListWriteError(exc.errno, f"cannot open list file {path}: "
                                  f"{exc.strerror or exc}") from None
         records = [check_record(record) for record in decide(entries)]
         if records:
