@@ -231,7 +231,9 @@ def _start(macro: Macro, name: str, scandir: str, conf: str,
             if lines and _write(macro, env, directory, lambda _current: lines) is None:
                 return
         if done:
-            _mirror(macro, env, directory, records.current_measurement(found[0]))
+            after = _current(macro, env)
+            if after is not None:
+                _mirror(macro, env, directory, after[1])
     if not done:
         extra = _last_scan_lines(macro, env) if with_last_scan else []
         written = _write(macro, env, directory,

@@ -321,6 +321,7 @@ def test_a_measurement_started_in_the_panel_is_seen_by_the_macros(lab):
         pytest.fail(lab.device_problem)
     scandir = _reset(lab, "panel", SciCatIngestorDevice=DEVICE)
     listfile = _list_path(lab, scandir)
+    open(listfile, "a", encoding="utf-8").close()  # the ingestor watches lists
     proxy = tango.DeviceProxy(lab.sardana.full_name(DEVICE))
     wait_for(lambda: scandir in json.loads(proxy.StatusReport)["watched_scandirs"], timeout=60)
     proxy.ScanDir = lab.factory.scandir  # another directory: the panel must not use it
@@ -329,6 +330,7 @@ def test_a_measurement_started_in_the_panel_is_seen_by_the_macros(lab):
     command, ok, text = seen["start"]
     assert (command, ok) == ("StartMeasurementIn", True), text
     assert _lines(listfile) == ["", "__command__ start panel1"]
+    assert proxy.ScanDir == lab.factory.scandir
 
     run = _run(lab, "show_current_measurement")
     assert f"Current Measurement for '{scandir}' is 'panel1'" in run.output, run.text()
