@@ -3,15 +3,16 @@
 The functions here take the relevant Sardana environment variables as a plain
 mapping (``{name: value}``; a name that is absent from the mapping is an unset
 variable) and compute the list file, the lines of a scan and the auto-grouping
-record.  :func:`append_records` writes a record under an exclusive ``flock`` in a
-single ``write`` so that concurrent writers (macros, NeXus writer, ingestor
-device) never interleave.
+record. The protocol itself - record strings, the name rule, the locked durable
+append, the current measurement replayed from the list, truth values - is
+:mod:`scingestor.listproto`, shared with the ingestor (docs/sardana.md "How the
+macros write the list").
 
 Differences to the upstream helper, on purpose:
 
-* directories are normalised (absolute, no trailing slash) everywhere, also as
-  keys of ``SciCatMeasurements``; a corrupted (non-dict) value is repaired;
-* an empty current measurement counts as "none" (no ``:<ts>`` line);
+* directories are normalised (absolute, no trailing slash) everywhere;
+* the current measurement of a directory is read from its list file, never from
+  ``SciCatMeasurements`` (which is only written, as a mirror, for other readers);
 * the beamtime file is searched in the list directory and its parents (as
   given and resolved), then in ``BeamtimeFilePath``; no file means an error;
 * ``SciCatDatasetListFileLocal`` may hold the host name to use.
@@ -19,8 +20,6 @@ Differences to the upstream helper, on purpose:
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
 import os
 import re
@@ -28,6 +27,9 @@ import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from scingestor import listproto
+from scingestor.listproto import Entry, is_true
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +41,6 @@ DEFAULT_LIST_EXT = ".lst"
 NEXUS_EXTENSIONS = (".nxs", ".nx", ".h5", ".ndf")
 MEASUREMENTS_VAR = "SciCatMeasurements"
 
-_FALSE_TEXT = frozenset({"", "0", "false", "no", "off", "none"})
-_TRUE_TEXT = frozenset({"1", "true", "yes", "on"})
 
 
 class RecordError(Exception):
@@ -55,33 +55,16 @@ class ListFileError(RecordError):
     """The dataset list file cannot be written."""
 
 
-def is_true(value: Any) -> bool:
-    """Truth of an environment value; strings like ``"False"``/``"0"``/``""`` are false."""
-    if isinstance(value, str):
-        return value.strip().lower() not in _FALSE_TEXT
-    return bool(value)
-
-
 def check_name(name: str) -> str:
-    """Return ``name`` stripped, or raise :class:`RecordError` if unusable as a list name.
+    """``name`` without surrounding blanks if THE name rule accepts it, else :class:`RecordError`.
 
-    A measurement name becomes ``__command__ start NAME`` and ``NAME:<ts>``
-    lines and a file name in the metadata directory, so it must be one token
-    without ``:``, ``/``, control characters or ``..``.
+    The rule is :func:`scingestor.listproto.check_name` (one token, no ``:`` or ``/``,
+    not reserved, no control characters).
     """
-    text = (name or "").strip()
-    if not text:
-        raise RecordError("the measurement name is empty")
-    if any(char.isspace() for char in text):
-        raise RecordError(f"measurement name {text!r} contains white space")
-    if any(ord(char) < 32 or ord(char) == 127 for char in text):
-        raise RecordError(f"measurement name {text!r} contains control characters")
-    for bad in (":", "/"):
-        if bad in text:
-            raise RecordError(f"measurement name {text!r} contains {bad!r}")
-    if text in (".", "..", "__command__"):
-        raise RecordError(f"measurement name {text!r} is reserved")
-    return text
+    try:
+        return listproto.check_name((name or "").strip())
+    except listproto.UnsafeNameError as exc:
+        raise RecordError(str(exc)) from None
 
 
 def normalise_dir(path: str) -> str:
@@ -183,7 +166,7 @@ def list_file_prefix(env: Mapping[str, Any]) -> str:
     if not is_true(local):
         return DEFAULT_LIST_PREFIX
     host = socket.gethostname()
-    if isinstance(local, str) and local.strip().lower() not in _TRUE_TEXT:
+    if isinstance(local, str) and listproto.parse_truth(local) is None:
         host = local.strip()
     return f"{DEFAULT_LIST_PREFIX}{host}-"
 
@@ -206,64 +189,64 @@ def list_file(env: Mapping[str, Any], directory: Optional[str] = None) -> str:
     return os.path.join(directory, f"{list_file_prefix(env)}{beamtime_id}{ext}")
 
 
-def append_records(path: str, lines: Sequence[str]) -> str:
-    """Append ``lines`` to the list file ``path`` as one locked write; return the text.
+@dataclass(frozen=True)
+class Appended:
+    """What :func:`update` wrote: the list file, the lines, the measurement before and after."""
 
-    Each line is written as ``"\\n" + line`` (the upstream file layout: a fresh
-    file starts with an empty line).  Raises :class:`ListFileError` for an
-    unwritable file or a line with a line break.
+    path: str
+    lines: List[str]
+    before: str
+    after: str
+
+
+def update(path: str, decide: Callable[[str], Sequence[str]]) -> Appended:
+    """Append ``decide(current measurement)`` to the list ``path`` under its lock.
+
+    :func:`scingestor.listproto.update_list`: the current measurement is replayed from
+    the list while the lock is held, so the lines decided on it are still right when
+    written. Raises :class:`ListFileError` when the list cannot be written.
     """
-    for line in lines:
-        if not line or "\n" in line or "\r" in line:
-            raise ListFileError(f"invalid list line {line!r}")
-    text = "".join("\n" + line for line in lines)
-    if not text:
-        return text
-    data = text.encode("utf-8")
+    seen: List[List[Entry]] = []
+
+    def decide_entries(entries: List[Entry]) -> Sequence[str]:
+        seen.append(entries)
+        return decide(listproto.measurement_of(entries) or "")
+
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        lines = listproto.update_list(path, decide_entries)
+    except listproto.UnsafeNameError as exc:
+        raise RecordError(str(exc)) from None
+    except listproto.ListProtocolError as exc:
+        raise ListFileError(str(exc)) from None
+    before = listproto.measurement_of(seen[0]) or ""
+    after = listproto.measurement_of(seen[0] + [listproto.parse_entry(line) for line in lines])
+    return Appended(path, lines, before, after or "")
+
+
+def current_measurement(path: str) -> str:
+    """The measurement open in the list file ``path`` ('' when none), replayed from the list."""
+    try:
+        return listproto.current_measurement(path)
     except OSError as exc:
         raise ListFileError(f"cannot open list file {path}: {exc.strerror or exc}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        written = 0
-        while written < len(data):
-            written += os.write(fd, data[written:])
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno == errno.EINTR:
-            raise ListFileError(f"interrupted while writing {path}") from None
-        raise ListFileError(f"cannot write list file {path}: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
-    logger.debug("appended %r to %s", lines, path)
-    return text
 
 
-# ------------------------------------------------------------------ measurements
-def measurements(env: Mapping[str, Any]) -> Dict[str, str]:
-    """``SciCatMeasurements`` with normalised keys and without empty names.
+def mirror(env: Mapping[str, Any], directory: str, current: str) -> Dict[str, str]:
+    """The new ``SciCatMeasurements`` value: ``directory`` mapped to ``current`` (or removed).
 
-    A value that is not a dict (e.g. the ``""`` the upstream macros could
-    store) reads as empty.
+    A mirror for programs that still read the variable; never read for decisions here.
+    Keys are normalised; a value that is not a dict is replaced.
     """
     value = env.get(MEASUREMENTS_VAR)
-    result: Dict[str, str] = {}
+    table: Dict[str, str] = {}
     if isinstance(value, dict):
         for key, name in value.items():
             if isinstance(key, str) and key.strip() and isinstance(name, str) and name.strip():
-                result[normalise_dir(key.strip())] = name.strip()
-    return result
-
-
-def current_measurement(env: Mapping[str, Any], directory: str) -> str:
-    """The current measurement of ``directory`` ('' when none)."""
-    return measurements(env).get(normalise_dir(directory), "")
-
-
-def close_lines(name: str, now: Callable[[], float] = time.time) -> List[str]:
-    """Lines closing measurement ``name`` and asking for its dataset."""
-    return ["__command__ stop", f"{name}:{now()}"]
+                table[normalise_dir(key.strip())] = name.strip()
+    table.pop(normalise_dir(directory), None)
+    if current:
+        table[normalise_dir(directory)] = current
+    return table
 
 
 # ------------------------------------------------------------------------- scans
@@ -337,28 +320,33 @@ def scan_line(env: Mapping[str, Any], reingest: bool = False, appendentry: bool 
         sid = int(sid)
     if not isinstance(sid, int) or isinstance(sid, bool):
         raise RecordError("ScanID is not set: no scan to list")
-    group = base
+    group, multi = base, False
     if nexus and "{ScanID" in base:
-        line = base.format(ScanID=sid)
+        name = base.format(ScanID=sid)
         group = _common_group(base.format(ScanID=11111111), base.format(ScanID=99999999))
     elif nexus and "%" in base:
-        line = base % sid
+        name = base % sid
         group = _common_group(base % 11111111, base % 99999999)
-    elif not nexus or not appendentry:
-        line = f"{base}_{sid:05d}"
     else:
-        line = f"{base}::/{entryname}_{sid:05d};{base}_{sid:05d}"
-    if reingest or "INIT" in _skip_modes(env.get("NeXusSkipAcquisitionModes")):
-        line = f"{line}:{now()}"
-    prefixed = False
-    if "ScanNames" in env and not is_true(env["ScanNames"]) and not appendentry:
-        line, prefixed = f"{os.path.basename(scan_dir(env))}/{line}", True
+        name, multi = f"{base}_{sid:05d}", nexus and appendentry
+    tag = now if reingest or "INIT" in _skip_modes(env.get("NeXusSkipAcquisitionModes")) \
+        else None
+    prefixed = "ScanNames" in env and not is_true(env["ScanNames"]) and not appendentry
+    if prefixed:
+        name = f"{os.path.basename(scan_dir(env))}/{name}"
+    try:
+        if multi:
+            line = listproto.multiscan_record(base, f"{entryname}_{sid:05d}", name, tag)
+        else:
+            line = listproto.reingest_record(name, tag) if tag else listproto.scan_record(name)
+    except listproto.UnsafeNameError as exc:
+        raise RecordError(f"the scan cannot be listed: {exc}") from None
     return ScanLine(line, group, record_dir(env), nexus, prefixed)
 
 
-def grouping_lines(env: Mapping[str, Any], scan: ScanLine,
-                   now: Callable[[], float] = time.time) -> Tuple[List[str], Dict[str, str]]:
-    """Auto-grouping lines for ``scan`` and the new ``SciCatMeasurements`` value.
+def grouping_lines(env: Mapping[str, Any], scan: ScanLine, current: str,
+                   now: Callable[[], float] = time.time) -> List[str]:
+    """Auto-grouping lines for ``scan``, given the directory's ``current`` measurement.
 
     The scan is put into the measurement named after its base name; a
     different current measurement of the directory is closed first.
@@ -367,38 +355,31 @@ def grouping_lines(env: Mapping[str, Any], scan: ScanLine,
     """
     nometa = is_true(env.get("ScanNamesNoMetadata"))
     nogroup = is_true(env.get("ScanNamesNoGrouping"))
-    table = measurements(env)
     lines: List[str] = []
-    if not nometa and not nogroup:
-        current = table.get(scan.directory, "")
-        if current and current != scan.group:
-            lines.extend(close_lines(current, now))
-            lines.append(f"__command__ start {scan.group}")
-        elif not current:
-            lines.append(f"__command__ start {scan.group}")
-    if not nometa:
-        lines.append(scan.line)
+    try:
+        if not nometa and not nogroup and current != scan.group:
+            lines.extend(listproto.start_lines(current, scan.group, now))
+        if not nometa:
+            lines.append(scan.line)
+            if not nogroup:
+                lines.append(listproto.stop_record())
         if not nogroup:
-            lines.append("__command__ stop")
-    if not nogroup:
-        lines.append(f"{scan.group}:{now()}")
-    if not nometa and not nogroup:
-        table.pop(scan.directory, None)
-    return lines, table
+            lines.append(listproto.reingest_record(scan.group, now))
+    except listproto.UnsafeNameError as exc:
+        raise RecordError(f"the scan cannot be grouped: {exc}") from None
+    return lines
 
 
-def dataset_lines(env: Mapping[str, Any], reingest: bool = False, appendentry: bool = False,
-                  entryname: str = "scan", grouping: bool = True,
-                  now: Callable[[], float] = time.time
-                  ) -> Tuple[List[str], Optional[Dict[str, str]]]:
+def dataset_lines(env: Mapping[str, Any], current: str = "", reingest: bool = False,
+                  appendentry: bool = False, entryname: str = "scan", grouping: bool = True,
+                  now: Callable[[], float] = time.time) -> List[str]:
     """Lines for the last scan, with auto grouping when enabled.
 
-    Returns ``(lines, measurements)``; ``measurements`` is the new
-    ``SciCatMeasurements`` value, or ``None`` when it is unchanged.
+    ``current`` is the measurement open in the list (see :func:`update`).
     """
     scan = scan_line(env, reingest, appendentry, entryname, now)
     if scan is None:
-        return [], None
+        return []
     if grouping and (is_true(env.get("SciCatAutoGrouping")) or scan.dir_prefixed):
-        return grouping_lines(env, scan, now)
-    return [scan.line], None
+        return grouping_lines(env, scan, current, now)
+    return [scan.line]

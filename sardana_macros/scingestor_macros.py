@@ -32,6 +32,8 @@ import tango
 from sardana.macroserver.macro import Macro, Type
 from sardana.macroserver.msexception import UnknownEnv
 
+from scingestor import listproto
+
 try:  # loaded from the MacroPath directory: the helper is a sibling module
     import scicat_records as records
 except ImportError:  # imported as part of the installed package
@@ -79,17 +81,40 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
-def _append(macro: Macro, env: Dict[str, Any], lines: Sequence[str]) -> bool:
-    """Append ``lines`` to the list file in one locked write; report errors."""
+def _write(macro: Macro, env: Dict[str, Any], directory: str,
+           decide: Callable[[str], Sequence[str]]) -> Optional[records.Appended]:
+    """Append ``decide(current measurement)`` to the list file under its lock; report errors.
+
+    The current measurement is replayed from the list (docs/sardana.md); the
+    ``SciCatMeasurements`` mirror is refreshed. ``None`` after an error.
+    """
     try:
         path = records.list_file(env)
-        records.append_records(path, lines)
+        done = records.update(path, decide)
     except records.RecordError as exc:
         macro.error("SciCat list file not written: %s", exc)
-        return False
-    for line in lines:
+        return None
+    for line in done.lines:
         macro.output("Appending '%s' to %s", line, path)
-    return True
+    _mirror(macro, env, directory, done.after)
+    return done
+
+
+def _mirror(macro: Macro, env: Dict[str, Any], directory: str, current: str) -> None:
+    """Write ``SciCatMeasurements`` as a mirror of the list (never read for decisions)."""
+    table = records.mirror(env, directory, current)
+    if table != env.get(records.MEASUREMENTS_VAR):
+        macro.setEnv(records.MEASUREMENTS_VAR, table)
+
+
+def _current(macro: Macro, env: Dict[str, Any]) -> Optional[Tuple[str, str]]:
+    """``(list file, current measurement)`` replayed from the list; ``None`` after an error."""
+    try:
+        path = records.list_file(env)
+        return path, records.current_measurement(path)
+    except records.RecordError as exc:
+        macro.error("%s", exc)
+        return None
 
 
 def _device(macro: Macro, env: Dict[str, Any], conf: str = "",
@@ -109,14 +134,15 @@ def _device(macro: Macro, env: Dict[str, Any], conf: str = "",
 
 
 def _device_command(macro: Macro, device: Any, directory: str, command: str,
-                    argin: Any = None) -> Tuple[bool, Any]:
-    """Point the device at ``directory`` and run ``command``; ``(ok, result)``."""
+                    *args: str) -> Tuple[bool, Any]:
+    """Run ``<command>In([directory, *args])`` on the device; ``(ok, result)``.
+
+    The directory travels with the command (docs/tango.md "Commands"): the device's
+    ``ScanDir`` attribute is neither read nor written, so other clients cannot change it
+    under our feet.
+    """
     try:
-        device.write_attribute("ScanDir", directory)
-        if argin is None:
-            result = device.command_inout(command)
-        else:
-            result = device.command_inout(command, argin)
+        result = device.command_inout(command, [directory, *args])
     except tango.DevFailed as exc:
         macro.warning("SciCat ingestor device '%s': %s failed (%s): "
                       "writing the list file directly", device.dev_name(), command, _reason(exc))
@@ -142,44 +168,29 @@ def _selector(macro: Macro, env: Dict[str, Any]) -> Tuple[bool, str]:
     return appendentry, entryname
 
 
-def _prepare(macro: Macro, scandir: str = "") -> Optional[Tuple[Dict[str, Any], str, Dict]]:
-    """Environment, list directory and measurement table; ``None`` after an error."""
+def _prepare(macro: Macro, scandir: str = "") -> Optional[Tuple[Dict[str, Any], str]]:
+    """Environment and list directory; ``None`` after an error."""
     if scandir.strip():
-        path = records.normalise_dir(scandir.strip())
-        macro.setEnv("ScanDir", path)
+        macro.setEnv("ScanDir", records.normalise_dir(scandir.strip()))
     env = _environment(macro)
     try:
         directory = records.record_dir(env)
     except records.RecordError as exc:
         macro.error("%s", exc)
         return None
-    return env, directory, records.measurements(env)
+    return env, directory
 
 
-def _store(macro: Macro, table: Dict[str, str]) -> None:
-    macro.setEnv(records.MEASUREMENTS_VAR, dict(table))
-
-
-def _prepare_current(macro: Macro) -> Optional[Tuple[Dict[str, Any], str, Dict, str]]:
+def _prepare_current(macro: Macro) -> Optional[Tuple[Dict[str, Any], str, str]]:
     """As :func:`_prepare`, plus the directory's current measurement ('' if none)."""
     prepared = _prepare(macro)
     if prepared is None:
         return None
-    env, directory, table = prepared
-    return env, directory, table, table.get(directory, "")
-
-
-def _command_or_append(macro: Macro, env: Dict[str, Any], directory: str, command: str,
-                       fallback: Callable[[], List[str]]) -> bool:
-    """Run ``command`` on the ingestor device, else append ``fallback()`` to the list file.
-
-    False when neither worked (the list file could not be written).
-    """
-    device = _device(macro, env)
-    done = False
-    if device is not None:
-        done, _ = _device_command(macro, device, directory, command)
-    return done or _append(macro, env, fallback())
+    env, directory = prepared
+    found = _current(macro, env)
+    if found is None:
+        return None
+    return env, directory, found[1]
 
 
 def _start(macro: Macro, name: str, scandir: str, conf: str,
@@ -197,8 +208,11 @@ def _start(macro: Macro, name: str, scandir: str, conf: str,
     prepared = _prepare(macro, scandir)
     if prepared is None:
         return
-    env, directory, table = prepared
-    old = table.get(directory, "")
+    env, directory = prepared
+    found = _current(macro, env)
+    if found is None:
+        return
+    old = found[1]
     if not name and not old:
         macro.output("No measurement is open in '%s': nothing to stop", directory)
         return
@@ -206,39 +220,39 @@ def _start(macro: Macro, name: str, scandir: str, conf: str,
     device = _device(macro, env, conf)
     if device is not None:
         if name:
-            done, _ = _device_command(macro, device, directory, "StartMeasurementInDir",
-                                      [name, directory])
+            done, _ = _device_command(macro, device, directory, "StartMeasurementIn", name)
         else:
-            done, _ = _device_command(macro, device, directory, "StopMeasurement")
+            done, result = _device_command(macro, device, directory, "StopMeasurementIn")
+            old = result or old
         # the last scan is known exactly here (ScanFile/ScanID); the device's
-        # MakeMeasurement would take the last list line, which may be a measurement
+        # MakeMeasurementIn would take the last scan of the list, maybe another one
         if done and with_last_scan:
             lines = _last_scan_lines(macro, env)
-            if lines and not _append(macro, env, lines):
+            if lines and _write(macro, env, directory, lambda _current: lines) is None:
                 return
+        if done:
+            after = _current(macro, env)
+            if after is not None:
+                _mirror(macro, env, directory, after[1])
     if not done:
-        lines: List[str] = records.close_lines(old) if old else []
-        if name:
-            lines.append(f"__command__ start {name}")
-        if with_last_scan:
-            lines.extend(_last_scan_lines(macro, env))
-        if not _append(macro, env, lines):
+        extra = _last_scan_lines(macro, env) if with_last_scan else []
+        written = _write(macro, env, directory,
+                         lambda current: listproto.start_lines(current, name) + extra)
+        if written is None:
             return
+        old = written.before
     if old:
-        table.pop(directory, None)
         macro.output("Measurement '%s' in '%s' stopped", old, directory)
     if name:
-        table[directory] = name
         macro.output("Measurement '%s' in '%s' started", name, directory)
-    _store(macro, table)
 
 
 def _last_scan_lines(macro: Macro, env: Dict[str, Any]) -> List[str]:
     """The re-ingest line of the last scan for ``make_measurement`` (no auto grouping)."""
     appendentry, entryname = _selector(macro, env)
     try:
-        lines, _ = records.dataset_lines(env, reingest=True, appendentry=appendentry,
-                                         entryname=entryname, grouping=False)
+        lines = records.dataset_lines(env, reingest=True, appendentry=appendentry,
+                                      entryname=entryname, grouping=False)
     except records.RecordError as exc:
         macro.warning("The last scan is not added: %s", exc)
         return []
@@ -293,6 +307,29 @@ class make_measurement(_StartMacro, Macro):
     with_last_scan = True
 
 
+def _command_or_write(macro: Macro, env: Dict[str, Any], directory: str, command: str,
+                      decide: Callable[[str], Sequence[str]]) -> bool:
+    """Run ``command`` on the ingestor device, else append ``decide(current)`` to the list.
+
+    False when neither worked (the list file could not be written).
+    """
+    device = _device(macro, env)
+    if device is not None:
+        done, _ = _device_command(macro, device, directory, command)
+        if done:
+            found = _current(macro, env)
+            if found is not None:
+                _mirror(macro, env, directory, found[1])
+            return True
+    return _write(macro, env, directory, decide) is not None
+
+
+def _update_lines(current: str) -> List[str]:
+    if not current:
+        raise records.RecordError("no measurement is open any more")
+    return listproto.update_lines(current)
+
+
 class update_measurement(Macro):
     """Send the current SciCat measurement of the scan directory now and keep it open."""
 
@@ -300,15 +337,12 @@ class update_measurement(Macro):
         prepared = _prepare_current(self)
         if prepared is None:
             return
-        env, directory, _, current = prepared
+        env, directory, current = prepared
         if not current:
             self.warning("No measurement is open in '%s': nothing to update", directory)
             return
-        if not _command_or_append(
-                self, env, directory, "UpdateMeasurement",
-                lambda: records.close_lines(current) + [f"__command__ start {current}"]):
-            return
-        self.output("Measurement '%s' in '%s' updated", current, directory)
+        if _command_or_write(self, env, directory, "UpdateMeasurementIn", _update_lines):
+            self.output("Measurement '%s' in '%s' updated", current, directory)
 
 
 class stop_measurement(Macro):
@@ -318,14 +352,11 @@ class stop_measurement(Macro):
         prepared = _prepare_current(self)
         if prepared is None:
             return
-        env, directory, table, current = prepared
-        if not _command_or_append(
-                self, env, directory, "StopMeasurement",
-                lambda: records.close_lines(current) if current else ["__command__ stop"]):
+        env, directory, current = prepared
+        if not _command_or_write(self, env, directory, "StopMeasurementIn",
+                                 listproto.stop_lines):
             return
         if current:
-            table.pop(directory, None)
-            _store(self, table)
             self.output("Measurement '%s' in '%s' stopped", current, directory)
         else:
             self.output("No measurement was open in '%s'", directory)
@@ -342,7 +373,7 @@ class show_current_measurement(Macro):
         prepared = _prepare_current(self)
         if prepared is None:
             return
-        env, directory, _, current = prepared
+        env, directory, current = prepared
         if current:
             self.output("Current Measurement for '%s' is '%s'", directory, current)
         else:
@@ -381,19 +412,23 @@ class scicat_post_scan(Macro):
             return
         appendentry, entryname = _selector(self, env)
         try:
-            lines, table = records.dataset_lines(env, appendentry=appendentry,
-                                                 entryname=entryname)
+            directory = records.record_dir(env)
+            due = records.dataset_lines(env, appendentry=appendentry, entryname=entryname,
+                                        now=lambda: 0.0)
         except records.RecordError as exc:
             self.error("SciCat list file not written: %s", exc)
             return
-        if not lines:
+        if not due:  # nothing to list (the decision does not depend on the list)
             return
         try:
             path = records.list_file(env)
-            records.append_records(path, lines)
+            done = records.update(path, lambda current: records.dataset_lines(
+                env, current, appendentry=appendentry, entryname=entryname))
         except records.RecordError as exc:
             self.error("SciCat list file not written: %s", exc)
             return
-        self.output("Appending '%s' to %s", "\n".join(lines), path)
-        if table is not None:
-            _store(self, table)
+        if not done.lines:
+            return
+        self.output("Appending '%s' to %s", "\n".join(done.lines), path)
+        if done.before != done.after:
+            _mirror(self, env, directory, done.after)

@@ -23,6 +23,8 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import yaml
 
+from .listproto import parse_truth
+
 logger = logging.getLogger(__name__)
 
 
@@ -65,8 +67,6 @@ SECTIONS = (
     ("templates", "Generator command templates and switches"),
 )
 
-_TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
-_FALSE_WORDS = frozenset({"false", "no", "off", "0"})
 
 
 def _key(
@@ -420,17 +420,10 @@ def _to_str(value: Any) -> str:
 
 
 def _to_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word in _TRUE_WORDS:
-            return True
-        if word in _FALSE_WORDS:
-            return False
-    raise _Bad(f"expected true or false, got {_describe(value)}")
+    truth = parse_truth(value)
+    if truth is None:
+        raise _Bad(f"expected true or false, got {_describe(value)}")
+    return truth
 
 
 def _to_float(value: Any) -> float:

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from .beamtime import ScanDirContext
 from .config import IngestorConfig
-from .listfile import UnsafeNameError, check_scan_name  # noqa: F401  (re-exported)
+from .listproto import UnsafeNameError, check_scan_name  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import yaml
 from . import generators
 from .beamtime import ScanDirContext
 from .config import IngestorConfig
-from .listfile import Entry, EntryKind
+from .listproto import Entry, EntryKind
 from .runner import GeneratorRunner, temporary_master_copy
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 from .beamtime import ScanDirContext
 from .config import IngestorConfig
-from .listfile import Entry, EntryKind, UnsafeNameError, read_entries
+from .listproto import Entry, EntryKind, UnsafeNameError, read_entries
 from .metadata import MeasurementState, MetadataError, MetadataGenerator
 from .prepare import PreparedScan, ScanPreparer
 from .runner import GeneratorError, GeneratorRunner

@@ -18,7 +18,7 @@ from typing import Optional
 
 from .beamtime import ScanDirContext
 from .config import IngestorConfig
-from .listfile import Entry
+from .listproto import Entry
 from .metadata import (
     MeasurementState,
     MetadataError,

@@ -22,7 +22,7 @@ from .beamtime import (
 )
 from .config import IngestorConfig
 from .credentials import CredentialSource
-from .listfile import read_entries
+from .listproto import read_entries
 from .pipeline import BatchPostponed, EntryOutcome, ListProcessor
 from .runner import GeneratorRunner
 from .scicat.client import SciCatClient

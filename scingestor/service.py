@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import logging
 import os
 import threading
 import time
 from typing import Callable, Optional
 
+from . import listproto
 from .beamtime import Beamtime, ScanDirContext, scandir_context
 from .config import IngestorConfig
 from .credentials import CredentialError, CredentialSource
-from .listfile import EntryKind, UnsafeNameError, check_scan_name, measurement_of, read_entries
 from .nxsrunner import shared_nxsfileinfo
 from .pipeline import BatchPostponed, EntryOutcome, ListProcessor
 from .runner import GeneratorRunner
@@ -437,83 +436,84 @@ class IngestorService:
         raise ServiceError(f"{scandir or target} is not a watched scan directory")
 
     def current_measurement(self, scandir: str = "") -> str:
-        ctx = self.context_for(scandir)
-        return measurement_of(read_entries(ctx.list_path)) if os.path.exists(ctx.list_path) else ""
+        """The measurement open in the list of ``scandir`` ('' when none), read from the list."""
+        return listproto.current_measurement(self.context_for(scandir).list_path)
 
     def append_records(self, ctx: ScanDirContext, records: list[str]) -> None:
-        """Append lines to a dataset list, durably (flock, fsync), like the macros do."""
-        for record in records:
-            if "\n" in record or "\r" in record:
-                raise ServiceError(f"a list record cannot contain a line break: {record!r}")
-        with open(ctx.list_path, "a", encoding="utf-8") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                for record in records:
-                    handle.write("\n" + record)
-                handle.flush()
-                os.fsync(handle.fileno())
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        """Append records to a dataset list (:func:`scingestor.listproto.append_records`)."""
+        self._update_list(ctx, lambda _entries: records)
+
+    def _update_list(self, ctx: ScanDirContext,
+                     decide: Callable[[list[listproto.Entry]], list[str]]) -> list[str]:
+        """Read the list, decide the records and append them, under the list's lock."""
+        try:
+            records = listproto.update_list(ctx.list_path, decide)
+        except listproto.UnsafeNameError as exc:
+            raise ServiceError(str(exc)) from None
+        except listproto.ListWriteError:
+            raise
+        except listproto.ListProtocolError as exc:
+            raise ServiceError(str(exc)) from None
         logger.info("Appended %s to %s", records, ctx.list_path)
         self.list_changed(ctx)
+        return records
 
     def start_measurement(self, name: str, scandir: str = "") -> str:
         """Close the open measurement (if any) and open ``name``; returns the scan dir."""
         _check_name(name)
         ctx = self.context_for(scandir)
-        records = self._close_records(ctx)
-        records.append(f"__command__ start {name}")
-        self.append_records(ctx, records)
+        self._update_list(
+            ctx, lambda entries: listproto.start_lines(listproto.measurement_of(entries), name))
         return ctx.scanpath
 
     def stop_measurement(self, scandir: str = "") -> str:
         """Close the open measurement and ask for its dataset; returns its name ('' if none)."""
         ctx = self.context_for(scandir)
-        current = measurement_of(read_entries(ctx.list_path)) or ""
-        records = ["__command__ stop"]
-        if current:
-            records.append(f"{current}:{time.time()}")
-        self.append_records(ctx, records)
-        return current
+        stopped: list[str] = []
+
+        def decide(entries: list[listproto.Entry]) -> list[str]:
+            current = listproto.measurement_of(entries) or ""
+            stopped.append(current)
+            return listproto.stop_lines(current)
+
+        self._update_list(ctx, decide)
+        return stopped[0]
 
     def update_measurement(self, scandir: str = "") -> str:
         """Send the open measurement's dataset now and keep it open."""
         ctx = self.context_for(scandir)
-        current = measurement_of(read_entries(ctx.list_path)) or ""
-        if not current:
-            raise ServiceError(f"no measurement is open in {ctx.scanpath}")
-        self.append_records(
-            ctx, ["__command__ stop", f"{current}:{time.time()}", f"__command__ start {current}"]
-        )
-        return current
+        updated: list[str] = []
+
+        def decide(entries: list[listproto.Entry]) -> list[str]:
+            current = listproto.measurement_of(entries)
+            if not current:
+                raise ServiceError(f"no measurement is open in {ctx.scanpath}")
+            updated.append(current)
+            return listproto.update_lines(current)
+
+        self._update_list(ctx, decide)
+        return updated[0]
 
     def make_measurement(self, name: str, scandir: str = "") -> str:
         """Start ``name`` and add the last scan of the list to it."""
         _check_name(name)
         ctx = self.context_for(scandir)
-        entries = read_entries(ctx.list_path)
-        measurements = {e.measurement for e in entries if e.kind is EntryKind.START}
-        scans = [
-            e
-            for e in entries
-            if not e.is_command
-            and e.kind is not EntryKind.INVALID
-            and e.scanname not in measurements
-        ]
-        if not scans:
-            raise ServiceError(f"{ctx.list_path} has no scan to add to {name!r}")
-        records = self._close_records(ctx)
-        records.append(f"__command__ start {name}")
-        records.append(f"{scans[-1].scanname}:{time.time()}")
-        self.append_records(ctx, records)
+
+        def decide(entries: list[listproto.Entry]) -> list[str]:
+            scan = listproto.last_scan(entries)
+            if scan is None:
+                raise ServiceError(f"{ctx.list_path} has no scan to add to {name!r}")
+            return listproto.make_lines(listproto.measurement_of(entries), name, scan)
+
+        self._update_list(ctx, decide)
         return ctx.scanpath
 
     def reingest(self, scan: str = "", scandir: str = "") -> str:
         """Re-ingest one scan (a ``scan:ts`` line) or, with '', every scan of the scan dir."""
         ctx = self.context_for(scandir)
         if scan:
-            _check_name(scan)
-            self.append_records(ctx, [f"{scan}:{time.time()}"])
+            _check_name(scan, subdir=True)
+            self._update_list(ctx, lambda _entries: [listproto.reingest_record(scan)])
             return scan
         contexts = [c for c in self._contexts.values() if c.beamtime.path == ctx.beamtime.path]
 
@@ -533,14 +533,6 @@ class IngestorService:
             self._wakeup.notify_all()
         return ctx.beamtime.beamtime_id
 
-    def _close_records(self, ctx: ScanDirContext) -> list[str]:
-        current = (
-            measurement_of(read_entries(ctx.list_path)) if os.path.exists(ctx.list_path) else None
-        )
-        if current:
-            return ["__command__ stop", f"{current}:{time.time()}"]
-        return []
-
     def credentials_problem(self) -> str:
         """A readable reason when the credential file cannot be used ('' when fine)."""
         path = self._cfg.ingestor_credential_file
@@ -553,10 +545,9 @@ class IngestorService:
         return ""
 
 
-def _check_name(name: str) -> None:
-    if not name or " " in name:
-        raise ServiceError(f"invalid name {name!r}: it must be non-empty and have no spaces")
+def _check_name(name: str, subdir: bool = False) -> None:
+    """THE name rule (:func:`scingestor.listproto.check_name`) as a :class:`ServiceError`."""
     try:
-        check_scan_name(name)
-    except UnsafeNameError as exc:
+        listproto.check_name(name, subdir=subdir)
+    except listproto.UnsafeNameError as exc:
         raise ServiceError(str(exc)) from None

@@ -6,6 +6,8 @@ reachability, scan directory and re-ingestion progress) with Taurus widgets, so 
 value follows the device's change events. Below it, buttons start and stop a
 measurement and re-ingest a scan or the whole beamtime. The result of a command, or
 the device's error message when it fails, is shown in the message line at the bottom.
+Every command is sent with the panel's own scan directory (``StartMeasurementIn``,
+``StopMeasurementIn``, ``ReingestIn``), never through the device's shared ``ScanDir``.
 
 Set the model to the device name, e.g. ``p00/scicatingestor/1``,
 ``tango://tango-host:10000/p00/scicatingestor/1`` or, for a server without a
@@ -110,9 +112,9 @@ class IngestorPanel(TaurusWidget):
     """Status and control panel of a ``SciCatIngestor`` device (the model: a device name).
 
     Public members useful to scripts and tests: :meth:`valueWidget` (the Taurus widget
-    showing an attribute), ``measurementEdit``, ``startButton``, ``stopButton``,
-    ``scanEdit``, ``reingestButton``, :meth:`message` and the signal
-    ``commandFinished(command, ok, message)`` emitted after every command.
+    showing an attribute), ``scanDirEdit``, :meth:`scanDir`, ``measurementEdit``,
+    ``startButton``, ``stopButton``, ``scanEdit``, ``reingestButton``, :meth:`message` and
+    the signal ``commandFinished(command, ok, message)`` emitted after every command.
     """
 
     commandFinished = Qt.pyqtSignal(str, bool, str)
@@ -130,6 +132,7 @@ class IngestorPanel(TaurusWidget):
         self._title.setTextInteractionFlags(Qt.Qt.TextSelectableByMouse)
         layout.addWidget(self._title)
         layout.addWidget(self._build_status())
+        layout.addWidget(self._build_scandir())
         layout.addWidget(self._build_measurement())
         layout.addWidget(self._build_reingest())
         self._message = Qt.QLabel("")
@@ -171,6 +174,14 @@ class IngestorPanel(TaurusWidget):
             caption = Qt.QLabel(text + ":")
             caption.setToolTip(tip)
             form.addRow(caption, field)
+        return box
+
+    def _build_scandir(self) -> Qt.QGroupBox:
+        box, self.scanDirEdit, _ = _input_row(
+            "Scan directory", "Directory:", "absolute path (empty: the device's ScanDir)",
+            "Scan directory the buttons below act on; it is sent with every command. Left "
+            "empty, the device's ScanDir (else its most recently active directory) is "
+            "filled in at the first command.", [])
         return box
 
     def _build_measurement(self) -> Qt.QGroupBox:
@@ -240,41 +251,58 @@ class IngestorPanel(TaurusWidget):
         return self._message.text()
 
     # -- commands --------------------------------------------------------------------------------
+    def scanDir(self) -> str:
+        """The scan directory the commands act on: the field, else the device's default.
+
+        An empty field is filled once with the device's ``ScanDir`` (else
+        ``CurrentScanDir``), so the directory of every command is explicit and shown;
+        another client changing ``ScanDir`` later does not move this panel.
+        """
+        directory = self.scanDirEdit.text().strip()
+        if directory:
+            return directory
+        proxy = self._proxy()
+        for attribute in ("ScanDir", "CurrentScanDir"):
+            directory = str(proxy.read_attribute(attribute).value or "").strip()
+            if directory:
+                self.scanDirEdit.setText(directory)
+                return directory
+        raise RuntimeError("no scan directory: type one in the Scan directory field")
+
     def startMeasurement(self) -> None:
-        """Run ``StartMeasurement`` with the name field."""
+        """Run ``StartMeasurementIn([scandir, name])`` with the name field."""
         name = self.measurementEdit.text().strip()
-        self._run("StartMeasurement", name,
+        self._run("StartMeasurementIn", [name],
                   lambda scandir: f"Measurement {name!r} started in {scandir}.")
 
     def stopMeasurement(self) -> None:
-        """Run ``StopMeasurement``."""
-        self._run("StopMeasurement", None,
+        """Run ``StopMeasurementIn([scandir])``."""
+        self._run("StopMeasurementIn", [],
                   lambda name: f"Measurement {name!r} stopped; its dataset is being ingested."
                   if name else "No measurement was open.")
 
     def reingest(self) -> None:
-        """Run ``Reingest`` with the scan field (empty: the whole beamtime)."""
+        """Run ``ReingestIn([scandir, scan])`` with the scan field (empty: the whole beamtime)."""
         scan = self.scanEdit.text().strip()
         if scan:
-            self._run("Reingest", scan, lambda result: f"Scan {result!r} queued for re-ingestion.")
+            self._run("ReingestIn", [scan],
+                      lambda result: f"Scan {result!r} queued for re-ingestion.")
         else:
-            self._run("Reingest", "", lambda result: f"Re-ingesting beamtime {result} in the "
-                      "background (see Re-ingestion progress).")
+            self._run("ReingestIn", [""], lambda result: f"Re-ingesting beamtime {result} in "
+                      "the background (see Re-ingestion progress).")
 
-    def _run(self, command: str, argument: Optional[str],
+    def _run(self, command: str, arguments: List[str],
              describe: Callable[[Any], str]) -> None:
-        """Call ``command`` on the device; show the result or the error in the message line."""
+        """Call ``command([scandir, *arguments])``; show the result or the error."""
         try:
             proxy = self._proxy()
+            argin = [self.scanDir(), *arguments]
             Qt.QApplication.setOverrideCursor(Qt.Qt.WaitCursor)
             try:
                 timeout = proxy.get_timeout_millis()
                 proxy.set_timeout_millis(max(timeout, _COMMAND_TIMEOUT_MS))
                 try:
-                    if argument is None:
-                        result = proxy.command_inout(command)
-                    else:
-                        result = proxy.command_inout(command, argument)
+                    result = proxy.command_inout(command, argin)
                 finally:
                     proxy.set_timeout_millis(timeout)
             finally:
@@ -305,8 +333,8 @@ class IngestorPanel(TaurusWidget):
         self._message.setText(stamp + text)
 
     def _set_controls_enabled(self, enabled: bool) -> None:
-        for widget in (self.measurementEdit, self.startButton, self.stopButton,
-                       self.scanEdit, self.reingestButton):
+        for widget in (self.scanDirEdit, self.measurementEdit, self.startButton,
+                       self.stopButton, self.scanEdit, self.reingestButton):
             widget.setEnabled(enabled)
 
     @classmethod

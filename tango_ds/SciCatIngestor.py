@@ -473,6 +473,25 @@ class SciCatIngestor(Device):
         self._refresh()
         return result
 
+    @staticmethod
+    def _in_args(origin: str, argin: Sequence[str], names: Sequence[str]) -> List[str]:
+        """``[scandir, *names]`` of an ``...In`` command, checked (see docs/tango.md)."""
+        values = list(argin)
+        if len(values) != 1 + len(names):
+            wanted = ", ".join(["scandir", *names])
+            _throw(BAD_ARGUMENT, f"{origin} takes [{wanted}], got {len(values)} value(s)",
+                   origin)
+        scandir = values[0].strip()
+        if not scandir or not os.path.isabs(scandir):
+            _throw(BAD_ARGUMENT, f"{origin}: the scan directory must be an absolute path, "
+                   f"not {values[0]!r}", origin)
+        return [os.path.normpath(scandir), *values[1:]]
+
+    # Every directory-dependent command has two forms: ``X(args)`` acting on the ScanDir
+    # attribute (a default for people typing commands by hand) and ``XIn([scandir, args])``
+    # with the directory as its first argument, for programs (macros, the panel), so that
+    # two clients never race on ScanDir.
+
     @command(dtype_in=str, doc_in="measurement name (no spaces)",
              dtype_out=str, doc_out="the scan directory of the measurement")
     def StartMeasurement(self, name: str) -> str:
@@ -480,19 +499,29 @@ class SciCatIngestor(Device):
         return self._call("StartMeasurement",
                           lambda service: service.start_measurement(name, self._scandir))
 
-    @command(dtype_in=(str,), doc_in="[name, scan directory]",
+    @command(dtype_in=(str,), doc_in="[scandir, name]",
+             dtype_out=str, doc_out="the scan directory of the measurement")
+    def StartMeasurementIn(self, argin: Sequence[str]) -> str:
+        """StartMeasurement in the scan directory given: ``[scandir, name]``."""
+        scandir, name = self._in_args("StartMeasurementIn", argin, ["name"])
+        return self._call("StartMeasurementIn",
+                          lambda service: service.start_measurement(name, scandir))
+
+    @command(dtype_in=(str,), doc_in="[name, scandir] (older form of StartMeasurementIn)",
              dtype_out=str, doc_out="the scan directory of the measurement")
     def StartMeasurementInDir(self, argin: Sequence[str]) -> str:
-        """Open a measurement in a given scan directory: ``[name, scandir]``."""
+        """Open a measurement in a given scan directory: ``[name, scandir]``.
+
+        The older form of ``StartMeasurementIn`` (arguments the other way round), kept
+        for existing scripts.
+        """
         if len(argin) != 2:
             _throw(BAD_ARGUMENT, "StartMeasurementInDir takes [name, scandir], got "
                    f"{len(argin)} value(s)", "StartMeasurementInDir")
         name, scandir = argin
-        if not scandir.strip():
-            _throw(BAD_ARGUMENT, "StartMeasurementInDir: the scan directory is empty",
-                   "StartMeasurementInDir")
+        scandir, name = self._in_args("StartMeasurementInDir", [scandir, name], ["name"])
         return self._call("StartMeasurementInDir",
-                          lambda service: service.start_measurement(name, scandir.strip()))
+                          lambda service: service.start_measurement(name, scandir))
 
     @command(dtype_out=str, doc_out="name of the measurement stopped ('' when none was open)")
     def StopMeasurement(self) -> str:
@@ -500,11 +529,27 @@ class SciCatIngestor(Device):
         return self._call("StopMeasurement",
                           lambda service: service.stop_measurement(self._scandir))
 
+    @command(dtype_in=(str,), doc_in="[scandir]",
+             dtype_out=str, doc_out="name of the measurement stopped ('' when none was open)")
+    def StopMeasurementIn(self, argin: Sequence[str]) -> str:
+        """StopMeasurement in the scan directory given: ``[scandir]``."""
+        (scandir,) = self._in_args("StopMeasurementIn", argin, [])
+        return self._call("StopMeasurementIn",
+                          lambda service: service.stop_measurement(scandir))
+
     @command(dtype_out=str, doc_out="name of the measurement updated")
     def UpdateMeasurement(self) -> str:
         """Send the open measurement's dataset of ScanDir now and keep it open."""
         return self._call("UpdateMeasurement",
                           lambda service: service.update_measurement(self._scandir))
+
+    @command(dtype_in=(str,), doc_in="[scandir]", dtype_out=str,
+             doc_out="name of the measurement updated")
+    def UpdateMeasurementIn(self, argin: Sequence[str]) -> str:
+        """UpdateMeasurement in the scan directory given: ``[scandir]``."""
+        (scandir,) = self._in_args("UpdateMeasurementIn", argin, [])
+        return self._call("UpdateMeasurementIn",
+                          lambda service: service.update_measurement(scandir))
 
     @command(dtype_in=str, doc_in="measurement name (no spaces)",
              dtype_out=str, doc_out="the scan directory of the measurement")
@@ -513,12 +558,36 @@ class SciCatIngestor(Device):
         return self._call("MakeMeasurement",
                           lambda service: service.make_measurement(name, self._scandir))
 
+    @command(dtype_in=(str,), doc_in="[scandir, name]",
+             dtype_out=str, doc_out="the scan directory of the measurement")
+    def MakeMeasurementIn(self, argin: Sequence[str]) -> str:
+        """MakeMeasurement in the scan directory given: ``[scandir, name]``."""
+        scandir, name = self._in_args("MakeMeasurementIn", argin, ["name"])
+        return self._call("MakeMeasurementIn",
+                          lambda service: service.make_measurement(name, scandir))
+
+    @command(dtype_in=(str,), doc_in="[scandir]", dtype_out=str,
+             doc_out="the measurement open in the scan directory ('' when none)")
+    def CurrentMeasurementIn(self, argin: Sequence[str]) -> str:
+        """The measurement open in the scan directory given, replayed from its list."""
+        (scandir,) = self._in_args("CurrentMeasurementIn", argin, [])
+        return self._call("CurrentMeasurementIn",
+                          lambda service: service.current_measurement(scandir))
+
     @command(dtype_in=str, doc_in="scan name; empty = every scan of the beamtime",
              dtype_out=str, doc_out="the scan, or the beamtime id for a whole beamtime")
     def Reingest(self, scan: str) -> str:
         """Re-ingest one scan of ScanDir, or (empty) the whole beamtime in the background."""
         return self._call("Reingest",
                           lambda service: service.reingest(scan.strip(), self._scandir))
+
+    @command(dtype_in=(str,), doc_in="[scandir, scan]; empty scan = the whole beamtime",
+             dtype_out=str, doc_out="the scan, or the beamtime id for a whole beamtime")
+    def ReingestIn(self, argin: Sequence[str]) -> str:
+        """Reingest in the scan directory given: ``[scandir, scan]``."""
+        scandir, scan = self._in_args("ReingestIn", argin, ["scan"])
+        return self._call("ReingestIn",
+                          lambda service: service.reingest(scan.strip(), scandir))
 
     @command
     def Start(self) -> None:

@@ -135,6 +135,7 @@ def child_panel(args: argparse.Namespace) -> Dict[str, Any]:
 
     driver.type_into(panel.measurementEdit, args.measurement)
     seen["start"] = driver.click(panel.startButton)
+    seen["scandir_used"] = panel.scanDirEdit.text()
     seen["current"] = driver.wait_text("CurrentMeasurement",
                                        lambda t: t == args.measurement, args.measurement)
     with open(args.list_file, "a", encoding="utf-8") as handle:  # a scan of the measurement
@@ -161,6 +162,17 @@ def child_panel(args: argparse.Namespace) -> Dict[str, Any]:
     seen["ingested_reingest"] = driver.wait_text(
         "IngestedCount", lambda t: first_word(t) == "4", "4")
     seen["message"] = panel.message()
+    panel.setModel("")
+    return seen
+
+
+def child_start(args: argparse.Namespace) -> Dict[str, Any]:
+    """A user types a scan directory and a name and clicks *Start measurement*."""
+    driver = PanelDriver(args.device)
+    panel = driver.panel
+    driver.type_into(panel.scanDirEdit, args.scandir)
+    driver.type_into(panel.measurementEdit, args.measurement)
+    seen: Dict[str, Any] = {"start": driver.click(panel.startButton)}
     panel.setModel("")
     return seen
 
@@ -213,7 +225,8 @@ def child_taurusgui(args: argparse.Namespace) -> Dict[str, Any]:
 def child_main(argv: Sequence[str]) -> int:
     """Entry point of the child process; prints ``RESULT <json>`` on success."""
     parser = argparse.ArgumentParser(prog="test_panel.py")
-    parser.add_argument("scenario", choices=["panel", "taurusgui"])
+    parser.add_argument("scenario", choices=["panel", "taurusgui", "start"])
+    parser.add_argument("--scandir")
     parser.add_argument("--device", required=True)
     parser.add_argument("--list-file")
     parser.add_argument("--scan")
@@ -221,7 +234,8 @@ def child_main(argv: Sequence[str]) -> int:
     parser.add_argument("--measurement", required=True)
     parser.add_argument("--screenshot", action="append", default=[])
     args = parser.parse_args(argv)
-    seen = child_panel(args) if args.scenario == "panel" else child_taurusgui(args)
+    scenarios = {"panel": child_panel, "taurusgui": child_taurusgui, "start": child_start}
+    seen = scenarios[args.scenario](args)
     print("RESULT " + json.dumps(seen), flush=True)
     return 0
 
@@ -316,25 +330,26 @@ def test_panel_shows_the_device_values_and_runs_its_commands(tmp_path, beamtime_
     assert seen["failed"].split()[0] == "0" and seen["last_error"] == ""
 
     command, ok, text = seen["start"]
-    assert (command, ok) == ("StartMeasurement", True)
+    assert (command, ok) == ("StartMeasurementIn", True)
     assert MEASUREMENT in text and f.scandir in text
+    assert seen["scandir_used"] == f.scandir  # the device's ScanDir, filled in once
     assert seen["current"] == MEASUREMENT
     assert seen["ingested_scan2"].split()[0] == "2"
 
     command, ok, text = seen["bad_start"]
-    assert (command, ok) == ("StartMeasurement", False)
-    assert "StartMeasurement failed" in text and "invalid name" in text
+    assert (command, ok) == ("StartMeasurementIn", False)
+    assert "StartMeasurementIn failed" in text and "invalid name" in text
     assert "Traceback" not in text
     assert seen["current_after_bad"] == MEASUREMENT
 
     command, ok, text = seen["stop"]
-    assert (command, ok) == ("StopMeasurement", True) and MEASUREMENT in text
+    assert (command, ok) == ("StopMeasurementIn", True) and MEASUREMENT in text
     assert seen["current_after_stop"] == ""
     assert seen["ingested_measurement"].split()[0] == "3"
     assert seen["last_scan_measurement"] == MEASUREMENT
 
     command, ok, text = seen["reingest"]
-    assert (command, ok) == ("Reingest", True) and SCAN in text
+    assert (command, ok) == ("ReingestIn", True) and SCAN in text
     assert seen["ingested_reingest"].split()[0] == "4"
     assert SCAN in seen["message"]
 

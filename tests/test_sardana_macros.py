@@ -8,6 +8,7 @@ factory beamtime, ingested into a development SciCat server.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -279,7 +280,7 @@ def test_device_path(lab):
     run = _run(lab, "start_measurement", "dev1")
     assert f"Measurement 'dev1' in '{scandir}' started" in run.output, run.text()
     if run.warnings:
-        assert any("StartMeasurementInDir failed" in line for line in run.warnings), run.text()
+        assert any("StartMeasurementIn failed" in line for line in run.warnings), run.text()
     first = _scan(lab)
     _wait_pids(lab, f"ctrace_{first:05d}")
     # the directory is watched now: the device appends the records
@@ -307,3 +308,40 @@ def test_device_path(lab):
     ]
     _wait_pids(lab, f"ctrace_{second:05d}", "dev1", "dev2")
 
+
+
+def test_a_measurement_started_in_the_panel_is_seen_by_the_macros(lab):
+    """The Taurus panel (a real one, in a child process) opens a measurement through the
+    device; the macros find it in the list (no SciCatMeasurements involved) and close it."""
+    from test_panel import needs_qt, run_child
+
+    if needs_qt.args[0]:
+        pytest.skip(needs_qt.kwargs["reason"])
+    if lab.device is None:
+        pytest.fail(lab.device_problem)
+    scandir = _reset(lab, "panel", SciCatIngestorDevice=DEVICE)
+    listfile = _list_path(lab, scandir)
+    open(listfile, "a", encoding="utf-8").close()  # the ingestor watches lists
+    proxy = tango.DeviceProxy(lab.sardana.full_name(DEVICE))
+    wait_for(lambda: scandir in json.loads(proxy.StatusReport)["watched_scandirs"], timeout=60)
+    proxy.ScanDir = lab.factory.scandir  # another directory: the panel must not use it
+    seen = run_child(lab.sardana.workdir, "start", "--device", lab.sardana.full_name(DEVICE),
+                     "--scandir", scandir, "--measurement", "panel1")
+    command, ok, text = seen["start"]
+    assert (command, ok) == ("StartMeasurementIn", True), text
+    assert _lines(listfile) == ["", "__command__ start panel1"]
+    assert proxy.ScanDir == lab.factory.scandir
+
+    run = _run(lab, "show_current_measurement")
+    assert f"Current Measurement for '{scandir}' is 'panel1'" in run.output, run.text()
+    first = _scan(lab)
+    run = _run(lab, "start_measurement", "mac1")
+    assert f"Measurement 'panel1' in '{scandir}' stopped" in run.output, run.text()
+    assert lab.sardana.get_env()["SciCatMeasurements"][scandir] == "mac1"  # the mirror
+    _run(lab, "stop_measurement")
+    assert _lines(listfile) == [
+        "", "__command__ start panel1", f"ctrace_{first:05d}", "__command__ stop",
+        "panel1:<ts>", "__command__ start mac1", "__command__ stop", "mac1:<ts>"]
+    assert proxy.ScanDir == lab.factory.scandir  # nobody moved it
+    assert scandir not in lab.sardana.get_env()["SciCatMeasurements"]
+    _wait_pids(lab, f"ctrace_{first:05d}", "panel1")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import multiprocessing
 import os
 import socket
 
@@ -40,14 +39,6 @@ def _env(beamtime, **extra):
 
 def test_macro_path_holds_the_library():
     assert os.path.isfile(os.path.join(macro_path(), "scingestor_macros.py"))
-
-
-@pytest.mark.parametrize("value, expected", [
-    (True, True), (False, False), ("True", True), ("False", False), ("0", False),
-    ("", False), ("no", False), ("yes", True), (1, True), (0, False), (None, False),
-])
-def test_is_true(value, expected):
-    assert rec.is_true(value) is expected
 
 
 @pytest.mark.parametrize("name", ["", "  ", "a b", "a:b", "a/b", "..", "__command__", "a\tb"])
@@ -125,61 +116,39 @@ def test_list_file_names(beamtime):
         beamtime / "raw" / "scicat-datasets-11019876.lst")
 
 
-def test_append_layout(tmp_path):
+def test_update_replays_the_list_and_reports_before_and_after(tmp_path):
     path = str(tmp_path / "list.lst")
-    rec.append_records(path, ["__command__ start m1"])
-    rec.append_records(path, ["scan_00001", "__command__ stop", "m1:1.5"])
+    seen = []
+
+    def decide(current):
+        seen.append(current)
+        return ["__command__ start m1"]
+
+    done = rec.update(path, decide)
+    assert (done.lines, done.before, done.after, seen) == (["__command__ start m1"], "", "m1", [""])
+    done = rec.update(path, lambda current: [f"scan_for_{current}", "__command__ stop"])
+    assert (done.before, done.after) == ("m1", "")
+    assert rec.current_measurement(path) == ""
     with open(path, encoding="utf-8") as handle:
-        assert handle.read() == "\n__command__ start m1\nscan_00001\n__command__ stop\nm1:1.5"
+        assert handle.read() == "\n__command__ start m1\nscan_for_m1\n__command__ stop"
 
 
-@pytest.mark.parametrize("line", ["", "a\nb", "a\rb"])
-def test_append_rejects_bad_lines(tmp_path, line):
-    path = tmp_path / "list.lst"
-    with pytest.raises(rec.ListFileError):
-        rec.append_records(str(path), ["ok", line])
-    assert not path.exists()
-
-
-def test_append_unwritable(tmp_path):
-    (tmp_path / "list.lst").mkdir()  # unwritable even for root
+def test_update_errors_are_record_errors(tmp_path):
+    (tmp_path / "list.lst").mkdir()  # unreadable and unwritable even for root
     with pytest.raises(rec.ListFileError, match="cannot open list file"):
-        rec.append_records(str(tmp_path / "list.lst"), ["x"])
+        rec.update(str(tmp_path / "list.lst"), lambda current: ["x"])
     with pytest.raises(rec.ListFileError, match="cannot open list file"):
-        rec.append_records(str(tmp_path / "missing" / "list.lst"), ["x"])
+        rec.update(str(tmp_path / "missing" / "list.lst"), lambda current: ["x"])
+    with pytest.raises(rec.RecordError, match="line break"):
+        rec.update(str(tmp_path / "other.lst"), lambda current: ["a\nb"])
+    assert not (tmp_path / "other.lst").exists()
 
 
-def _writer(path: str, tag: int) -> None:
-    for number in range(200):
-        rec.append_records(path, [f"w{tag}_{number:05d}_" + "x" * 300, f"w{tag}:{number}"])
-
-
-def test_concurrent_appends_do_not_interleave(tmp_path):
-    path = str(tmp_path / "list.lst")
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_writer, args=(path, tag)) for tag in range(4)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(120)
-        assert proc.exitcode == 0
-    with open(path, encoding="utf-8") as handle:
-        lines = handle.read().split("\n")
-    assert lines[0] == ""
-    body = lines[1:]
-    assert len(body) == 4 * 200 * 2
-    for first, second in zip(body[0::2], body[1::2]):
-        tag, number = first[1:].split("_")[:2]
-        assert first == f"w{tag}_{number}_" + "x" * 300
-        assert second == f"w{tag}:{int(number)}"
-
-
-def test_measurements_are_repaired():
-    assert rec.measurements({"SciCatMeasurements": ""}) == {}
-    assert rec.measurements({}) == {}
-    table = rec.measurements({"SciCatMeasurements": {"/a/b/": "m1", "/c": "", "/d/../e": "m2"}})
-    assert table == {"/a/b": "m1", "/e": "m2"}
-    assert rec.current_measurement({"SciCatMeasurements": {"/a/b/": "m1"}}, "/a/b") == "m1"
+def test_mirror_is_written_from_the_list_value():
+    assert rec.mirror({"SciCatMeasurements": ""}, "/a", "m1") == {"/a": "m1"}
+    table = rec.mirror({"SciCatMeasurements": {"/a/b/": "m1", "/c": "", "/d/../e": "m2"}},
+                       "/e/", "")
+    assert table == {"/a/b": "m1"}
 
 
 @pytest.mark.parametrize("scan_file, expected", [
@@ -247,60 +216,54 @@ def test_scan_names(beamtime):
 
 
 def test_plain_dataset_line_without_grouping(beamtime):
-    assert rec.dataset_lines(_scan_env(beamtime)) == (["ctrace_00041"], None)
+    assert rec.dataset_lines(_scan_env(beamtime)) == ["ctrace_00041"]
+    assert rec.dataset_lines(_scan_env(beamtime), current="m1") == ["ctrace_00041"]
 
 
 def test_auto_grouping_worked_example(beamtime):
-    """Spec B.4: scans 7, 8 of align, scan 9 of sampleA, then a manual mixA."""
+    """docs/sardana.md "Auto grouping": scans 7, 8 of align, 9 of sampleA, then a manual mixA."""
     now = _clock()
     env = _env(beamtime, ScanFile="align.nxs", ScanID=7, AppendSciCatDataset=True,
                SciCatAutoGrouping=True)
-    lines, table = rec.dataset_lines(env, now=now)
+    lines = rec.dataset_lines(env, "", now=now)
     assert lines == ["__command__ start align", "align_00007", "__command__ stop",
                      "align:1718001000.0"]
-    assert table == {}
-    env.update(ScanID=8, SciCatMeasurements=table)
-    lines, table = rec.dataset_lines(env, now=now)
+    env.update(ScanID=8)
+    lines = rec.dataset_lines(env, "", now=now)
     assert lines[1] == "align_00008" and lines[3] == "align:1718001000.25"
     env.update(ScanID=9, ScanFile="sampleA.nxs")
-    lines, table = rec.dataset_lines(env, now=now)
+    lines = rec.dataset_lines(env, "", now=now)
     assert lines == ["__command__ start sampleA", "sampleA_00009", "__command__ stop",
                      "sampleA:1718001000.5"]
-    key = str(beamtime / "raw" / "calib")
-    env.update(ScanID=10, SciCatMeasurements={key + "/": "mixA"})
-    lines, table = rec.dataset_lines(env, now=now)
+    env.update(ScanID=10)
+    lines = rec.dataset_lines(env, "mixA", now=now)
     assert lines == ["__command__ stop", "mixA:1718001000.75", "__command__ start sampleA",
                      "sampleA_00010", "__command__ stop", "sampleA:1718001001.0"]
-    assert table == {}
-    env.update(SciCatMeasurements={key: "sampleA"})
-    lines, table = rec.dataset_lines(env, now=now)
+    lines = rec.dataset_lines(env, "sampleA", now=now)
     assert lines == ["sampleA_00010", "__command__ stop", "sampleA:1718001001.25"]
 
 
 def test_auto_grouping_flags(beamtime):
-    key = str(beamtime / "raw" / "calib")
     base = _env(beamtime, ScanFile="sampleA.nxs", ScanID=10, AppendSciCatDataset=True,
-                SciCatAutoGrouping=True, SciCatMeasurements={key: "mixA"})
-    lines, table = rec.dataset_lines(dict(base, ScanNamesNoGrouping=True))
-    assert lines == ["sampleA_00010"] and table == {key: "mixA"}
-    lines, table = rec.dataset_lines(dict(base, ScanNamesNoMetadata=True), now=lambda: 5.0)
-    assert lines == ["sampleA:5.0"] and table == {key: "mixA"}
-    lines, _ = rec.dataset_lines(dict(base, ScanNamesNoMetadata=True, ScanNamesNoGrouping=True))
+                SciCatAutoGrouping=True)
+    lines = rec.dataset_lines(dict(base, ScanNamesNoGrouping=True), "mixA")
+    assert lines == ["sampleA_00010"]
+    lines = rec.dataset_lines(dict(base, ScanNamesNoMetadata=True), "mixA", now=lambda: 5.0)
+    assert lines == ["sampleA:5.0"]
+    lines = rec.dataset_lines(dict(base, ScanNamesNoMetadata=True, ScanNamesNoGrouping=True),
+                              "mixA")
     assert lines == []
-
-
-def test_empty_current_measurement_gives_no_empty_name(beamtime):
-    key = str(beamtime / "raw" / "calib")
-    env = _env(beamtime, ScanFile="align.nxs", ScanID=1, AppendSciCatDataset=True,
-               SciCatAutoGrouping=True, SciCatMeasurements={key: ""})
-    lines, _ = rec.dataset_lines(env, now=lambda: 1.0)
-    assert lines == ["__command__ start align", "align_00001", "__command__ stop", "align:1.0"]
 
 
 def test_scan_names_prefix_triggers_grouping(beamtime):
     env = _env(beamtime, ScanFile="align.fio", ScanID=2, AppendSciCatDataset=True,
                ScanNames=False)
-    lines, table = rec.dataset_lines(env, now=lambda: 2.0)
+    lines = rec.dataset_lines(env, now=lambda: 2.0)
     assert lines == ["__command__ start align", "calib/align_00002", "__command__ stop",
                      "align:2.0"]
     assert rec.list_file(env) == str(beamtime / "raw" / "scicat-datasets-11019876.lst")
+
+
+def test_a_scan_file_name_that_cannot_be_listed_is_an_error(beamtime):
+    with pytest.raises(rec.RecordError, match="white space"):
+        rec.scan_line(_scan_env(beamtime, ScanFile="my scan.fio"))

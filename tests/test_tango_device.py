@@ -318,3 +318,86 @@ def test_stop_and_start_switch_watching(beamtime_factory, scicat_server, start_d
     wait_for(lambda: proxy.IngestedCount == 1, timeout=TIMEOUT)
     assert scicat_server.dataset(f"{BT}/scan_00001") is not None
     wait_state(proxy, DevState.ON)
+
+
+def test_two_clients_open_measurements_in_two_directories_at_once(
+        beamtime_factory, device_server):
+    """Each client names its directory (``...In`` commands); ScanDir changes do not matter."""
+    f = beamtime_factory
+    dirs = {"a": f.make_scandir("dir_a"), "b": f.make_scandir("dir_b")}
+    for directory in dirs.values():
+        touch_list(f, directory)
+    server = device_server()
+    proxy = server.proxy
+    wait_device(proxy, lambda: set(dirs.values()) <= set(
+        json.loads(proxy.StatusReport)["watched_scandirs"]), "both directories watched")
+    rounds = 15
+    barrier = threading.Barrier(3)
+    errors: List[BaseException] = []
+
+    def client(tag: str) -> None:
+        own = tango.DeviceProxy(server.address)  # a client of its own, as a Door or a panel
+        directory = dirs[tag]
+        try:
+            barrier.wait(TIMEOUT)
+            for number in range(rounds):
+                assert own.StartMeasurementIn([directory, f"meas_{tag}{number}"]) == directory
+                assert own.CurrentMeasurementIn([directory]) == f"meas_{tag}{number}"
+                if number % 3 == 2:
+                    assert own.UpdateMeasurementIn([directory]) == f"meas_{tag}{number}"
+            assert own.StopMeasurementIn([directory]) == f"meas_{tag}{rounds - 1}"
+        except BaseException as exc:  # reported in the test thread
+            errors.append(exc)
+
+    def typist() -> None:  # somebody moving ScanDir by hand all the time
+        own = tango.DeviceProxy(server.address)
+        barrier.wait(TIMEOUT)
+        for number in range(4 * rounds):
+            own.ScanDir = dirs["ab"[number % 2]]
+
+    threads = [threading.Thread(target=client, args=(tag,)) for tag in "ab"]
+    threads.append(threading.Thread(target=typist))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(4 * TIMEOUT)
+    assert not errors, errors
+    for tag, directory in dirs.items():
+        other = "b" if tag == "a" else "a"
+        lines = list_lines(f, directory)
+        assert not any(f"meas_{other}" in line for line in lines), lines
+        starts = [line.split()[-1] for line in lines if line.startswith("__command__ start")]
+        expected: List[str] = []
+        for number in range(rounds):  # StartMeasurementIn, and UpdateMeasurementIn reopens
+            expected += [f"meas_{tag}{number}"] * (2 if number % 3 == 2 else 1)
+        assert starts == expected
+        assert lines[-2:] == ["__command__ stop", lines[-1]]
+        assert lines[-1].startswith(f"meas_{tag}{rounds - 1}:")
+    assert not os.path.exists(f.list_path())  # nothing went to the default directory
+
+
+def test_directory_commands_check_their_arguments(beamtime_factory, start_device):
+    touch_list(beamtime_factory)
+    proxy = start_device()
+    wait_state(proxy, DevState.ON)
+    scandir = beamtime_factory.scandir
+    cases = [
+        (lambda: proxy.StartMeasurementIn([scandir]), "[scandir, name]"),
+        (lambda: proxy.StartMeasurementIn(["raw", "m1"]), "absolute path"),
+        (lambda: proxy.StartMeasurementIn(["", "m1"]), "absolute path"),
+        (lambda: proxy.StopMeasurementIn([scandir, "extra"]), "[scandir]"),
+        (lambda: proxy.UpdateMeasurementIn([scandir]), "no measurement is open"),
+        (lambda: proxy.MakeMeasurementIn([scandir, "m2"]), "has no scan"),
+        (lambda: proxy.ReingestIn([scandir, "a:b"]), "':'"),
+        (lambda: proxy.CurrentMeasurementIn(["/not/watched"]), "not a watched scan directory"),
+    ]
+    for call, text in cases:
+        with pytest.raises(tango.DevFailed) as failure:
+            call()
+        error = failure.value.args[0]
+        assert error.reason == "SciCatIngestor_BadArgument", error
+        assert text in error.desc, error.desc
+    assert proxy.CurrentMeasurementIn([scandir]) == ""
+    assert proxy.ReingestIn([scandir, "scan_00001"]) == "scan_00001"
+    assert list_lines(beamtime_factory)[-1].startswith("scan_00001:")
+    assert proxy.ScanDir == ""
