@@ -79,6 +79,7 @@ MEMBERS = ["m_00001", "m_00002"]
 OUTAGE_SCANS = ["o_00001", "o_00002", "o_00003"]
 CHANGED = "scan_00002"
 DETECTORS = 2
+ALL_SCANS = PLAIN + MEMBERS + OUTAGE_SCANS + ["m_00003"]
 
 
 # --------------------------------------------------------------------------- proxy
@@ -436,7 +437,7 @@ def write_scan(run: Run, name: str, detectors: int = DETECTORS, title: str = "de
     run.factory.write_nexus_scan(name, png=False, detector_files=detectors, title=title,
                                  sample_id=sample_id)
     # a distinct image per scan, so that a duplicated thumbnail can be told from a sibling's
-    run.factory.write_png(name, width=4 + sum(name.encode()) % 50, height=3)
+    run.factory.write_png(name, width=4 + ALL_SCANS.index(name), height=3)
 
 
 def build(options: argparse.Namespace) -> Run:
@@ -494,7 +495,7 @@ def stop_daemon(run: Run) -> None:
 
 def phase_initial(run: Run) -> None:
     print("== 1-2: plain scans and a measurement", flush=True)
-    for name in PLAIN + MEMBERS + OUTAGE_SCANS + ["m_00003"]:
+    for name in ALL_SCANS:
         write_scan(run, name)
     start_daemon(run)
     run.append(*PLAIN)
@@ -515,23 +516,32 @@ def phase_outage(run: Run) -> None:
         time.sleep(0.5)
     time.sleep(max(0.0, run.options.outage - (time.monotonic() - cut_at)))
     early = [s for s in OUTAGE_SCANS if run.admin.dataset(run.pid(s))]
-    run.check("nothing arrived during the outage", not early, ", ".join(early))
+    through = run.proxy.since(cut_at)
+    run.check("nothing passed the proxy during the outage", not early and not through,
+              f"datasets {early}, requests {[f'{e.method} {e.path}' for e in through[:5]]}")
     run.proxy.restore()
     restored = time.monotonic()
+    print(f"  proxy restored at {time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d}",
+          flush=True)
+    first_at: Optional[float] = None
     datasets_at: Optional[float] = None
     complete_at: Optional[float] = None
     deadline = restored + run.options.timeout
     while time.monotonic() < deadline and complete_at is None:
+        if first_at is None and any(run.admin.dataset(run.pid(s)) for s in OUTAGE_SCANS):
+            first_at = time.monotonic() - restored
         if datasets_at is None and all(run.admin.dataset(run.pid(s)) for s in OUTAGE_SCANS):
             datasets_at = time.monotonic() - restored
         if datasets_at is not None and all(run.complete(s) for s in OUTAGE_SCANS):
             complete_at = time.monotonic() - restored
         time.sleep(0.05)
-    run.resume = {"datasets": datasets_at, "complete": complete_at}
+    after = run.proxy.since(restored)
+    request_at = (after[0].when - restored) if after else None
+    run.resume = {"first request": request_at, "first dataset": first_at,
+                  "datasets": datasets_at, "complete": complete_at}
     run.check("outage: three datasets within 3 s of restore",
               datasets_at is not None and datasets_at <= 3.0,
-              f"datasets after {_secs(datasets_at)}, with blocks+thumbnails after "
-              f"{_secs(complete_at)}")
+              "; ".join(f"{k} {_secs(v)}" for k, v in run.resume.items()))
 
 
 def _secs(value: Optional[float]) -> str:
@@ -749,8 +759,8 @@ def report(run: Run, rows: List[List[str]]) -> None:
     end = getattr(run, "end_pass_requests", Counter())
     print("end-of-beamtime pass requests: "
           + (", ".join(f"{k} x{v}" for k, v in sorted(end.items())) or "none"))
-    print(f"outage resume: datasets {_secs(run.resume.get('datasets'))}, "
-          f"with blocks+thumbnails {_secs(run.resume.get('complete'))}")
+    print("outage resume after restore: "
+          + "; ".join(f"{k} {_secs(v)}" for k, v in run.resume.items()))
     print("exit codes: " + ", ".join(f"{k} = {v}" for k, v in run.exit_codes.items()))
     failed = [c for c in run.checks if not c.ok]
     print(f"\n{len(run.checks) - len(failed)} of {len(run.checks)} checks passed; "
