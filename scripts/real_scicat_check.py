@@ -595,6 +595,9 @@ def phase_measurement_change(run: Run) -> None:
     if run.options.scenario == "shrink":
         member = MEMBERS[0]
         print(f"== 4b: measurement member {member} loses a detector file", flush=True)
+        own_before = [len(files_of(b)) for b in run.admin.datablocks(run.pid(member))]
+        grouped_before = [len(files_of(b)) for b in run.admin.datablocks(pid)
+                          if any(member in p for p in files_of(b))]
         time.sleep(1.1)
         write_scan(run, member, detectors=DETECTORS - 1, title=f"shrunk member {run.beamtime}")
         for extra in sorted((Path(run.factory.scandir) / member).glob("pilatus_*.cbf"))[
@@ -607,8 +610,8 @@ def phase_measurement_change(run: Run) -> None:
             own = run.admin.datablocks(run.pid(member))
             grouped = [b for b in run.admin.datablocks(pid)
                        if any(member in p for p in files_of(b))]
-            return (len(own) == 1 and len(files_of(own[0])) == DETECTORS
-                    and len(grouped) == 1 and len(files_of(grouped[0])) == DETECTORS)
+            return ([len(files_of(b)) for b in own] == [n - 1 for n in own_before]
+                    and [len(files_of(b)) for b in grouped] == [n - 1 for n in grouped_before])
 
         run.wait(f"{member} and its block in {MEASUREMENT} shrunk", member_block_shrunk)
         expected_members = MEMBERS
