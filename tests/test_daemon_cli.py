@@ -13,6 +13,9 @@ import pytest
 from scingestor.testing.setup import wait_for, write_config
 
 BT = "99001234"
+
+# every test here runs against both SciCat API versions of the dev server
+pytestmark = pytest.mark.usefixtures("api_version")
 DAEMON = [sys.executable, "-m", "scingestor.cli.daemon"]
 
 

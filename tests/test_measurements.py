@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 import logging
 
+import pytest
+
 from scingestor.testing.setup import wait_for
 
 BT = "99001234"
+
+# every test here runs against both SciCat API versions of the dev server
+pytestmark = pytest.mark.usefixtures("api_version")
 
 
 def write_scans(f, *names):

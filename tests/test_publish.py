@@ -10,6 +10,7 @@ import pytest
 
 from scingestor.config import config_from_mapping
 from scingestor.credentials import CredentialSource
+from scingestor.scicat.api import to_v4_dataset
 from scingestor.scicat.client import SciCatClient
 from scingestor.scicat.errors import (
     InvalidDocumentError,
@@ -25,6 +26,9 @@ from scingestor.scicat.publish import (
 )
 
 logger = logging.getLogger(__name__)
+
+# every test here runs against both SciCat API versions of the dev server
+pytestmark = pytest.mark.usefixtures("api_version")
 
 BT = "99001234"
 PID = f"{BT}/myscan_00001"
@@ -85,9 +89,8 @@ def ingest(publisher, doc, measurement=""):
 
 
 def api_requests(server):
-    """(method, path) of the recorded requests, login excluded."""
-    return [(r.method, r.path.replace("/api/v3/", "")) for r in server.requests
-            if not r.path.endswith("/login")]
+    """(method, v3 path) of the recorded requests, login excluded (either API version)."""
+    return [(r.method, r.v3_path) for r in server.requests if not r.path.endswith("/login")]
 
 
 def changed(kind: str) -> dict:
@@ -131,7 +134,8 @@ def test_new_dataset_is_checked_then_posted(scicat_server, tmp_path):
     assert api_requests(scicat_server) == [("GET", f"Datasets/{ENC_PID}"),
                                            ("POST", "Datasets")]
     post = scicat_server.requests_matching("POST", "Datasets$")[0]
-    assert post.json() == DATASET
+    expected = DATASET if scicat_server.api_version == "v3" else to_v4_dataset(DATASET)
+    assert post.json() == expected
     assert scicat_server.dataset(PID)["owner"] == "Lead"
 
 
@@ -364,11 +368,13 @@ def test_attachments_matched_by_thumbnail(scicat_server, tmp_path):
     first = publisher.sync_attachments(PID, [attachment("data:one")], replace_all=False)
     again = publisher.sync_attachments(PID, [attachment("data:one")], replace_all=False)
     assert (first.posted, again.posted, again.kept) == (1, 0, 1)
-    (stored,) = scicat_server.attachments(PID)
-    assert stored["datasetId"] == PID
+    assert len(scicat_server.attachments(PID)) == 1
     post = scicat_server.requests_matching("POST", "Attachments")[0]
-    assert post.path == f"/api/v3/Datasets/{ENC_PID}/Attachments"
-    assert post.json()["datasetId"] == PID
+    assert post.v3_path == f"Datasets/{ENC_PID}/Attachments"
+    if scicat_server.api_version == "v3":
+        assert post.json()["datasetId"] == PID
+    else:
+        assert post.json()["relationships"] == [{"targetId": PID, "targetType": "dataset"}]
     # a new thumbnail is added; without replace_all the old one stays
     added = publisher.sync_attachments(PID, [attachment("data:two")], replace_all=False)
     assert (added.posted, added.deleted) == (1, 0)
@@ -382,11 +388,18 @@ def test_attachments_replace_all_deletes_unmatched(scicat_server, tmp_path):
                                replace_all=False)
     result = publisher.sync_attachments(PID, [attachment("data:two"), attachment("data:3")],
                                         replace_all=True)
-    assert (result.posted, result.kept, result.deleted) == (1, 1, 1)
+    if scicat_server.api_version == "v3":
+        assert (result.posted, result.kept, result.deleted) == (1, 1, 1)
+    else:
+        assert (result.updated, result.kept, result.deleted) == (1, 1, 0)
     thumbs = sorted(a["thumbnail"] for a in scicat_server.attachments(PID))
     assert thumbs == ["data:3", "data:two"]
-    (delete,) = scicat_server.requests_matching("DELETE")
-    assert delete.path.startswith(f"/api/v3/Datasets/{ENC_PID}/Attachments/")
+    if scicat_server.api_version == "v3":  # no safe update route: delete, then post
+        (delete,) = scicat_server.requests_matching("DELETE")
+        assert delete.path.startswith(f"/api/v3/Datasets/{ENC_PID}/Attachments/")
+    else:  # the stale one is rewritten in place
+        assert scicat_server.requests_matching("DELETE") == []
+        assert len(scicat_server.requests_matching("PATCH", "/attachments/")) == 1
 
 
 # -- proposals --------------------------------------------------------------------------

@@ -8,9 +8,14 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from scingestor.testing.setup import wait_for, write_config
 
 BT = "99001234"
+
+# every test here runs against both SciCat API versions of the dev server
+pytestmark = pytest.mark.usefixtures("api_version")
 REINGEST = [sys.executable, "-m", "scingestor.cli.reingest"]
 MODEL = [sys.executable, "-m", "scingestor.cli.model"]
 
@@ -184,7 +189,7 @@ def test_model_without_model_option(tmp_path):
 def test_model_with_token_file_makes_no_login(scicat_server, tmp_path, beamtime_factory):
     import requests
 
-    answer = requests.post(scicat_server.url + "/auth/login",
+    answer = requests.post(scicat_server.login_url + "/auth/login",
                            json={"username": "ingestor", "password": "12342345"}, timeout=10)
     token_file = tmp_path / "token"
     token_file.write_text(answer.json()["access_token"] + "\n")

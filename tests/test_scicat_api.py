@@ -43,9 +43,9 @@ def test_v3_dataset_becomes_a_v4_document():
     assert "instrumentIds" not in converted  # an empty value is not carried over
     assert converted["scientificMetadata"] == V3_DOC["scientificMetadata"]
     derived = to_v4_dataset({"type": "derived", "investigator": "a@b.de", "version": "3",
-                             "inputDatasets": ["x"]})
+                             "inputDatasets": ["x"], "usedSoftware": "nxstools"})
     assert derived == {"type": "derived", "principalInvestigators": ["a@b.de"],
-                       "inputDatasets": ["x"]}
+                       "inputDatasets": ["x"], "usedSoftware": ["nxstools"]}
     # a document already in v4 form is left as it is
     assert to_v4_dataset(converted) == converted
 
@@ -65,7 +65,7 @@ def test_paths_of_both_versions():
     assert v3.datablock_listing("99/scan") == ("Datasets/99%2Fscan/OrigDatablocks", None)
     assert v3.attachment_listing("99/scan") == ("Datasets/99%2Fscan/Attachments", None)
     assert v3.attachment("99/scan", "a1") == "Datasets/99%2Fscan/Attachments/a1"
-    assert v3.attachment_update_method == "PUT"
+    assert v3.attachment_update_method is None  # a v3 PUT unlinks the attachment
     v4 = dialect("http://h/api/v4")
     assert v4.dataset("99/scan") == "datasets/99%2Fscan"
     path, query = v4.datablock_listing("99/scan")
@@ -122,3 +122,18 @@ def test_lists_are_compared_element_by_element():
     assert differences(server, {"techniques": [{"name": "saxs"}]}) == []
     assert differences(server, {"techniques": [{"name": "waxs"}]}) == ["techniques"]
     assert differences(server, {"techniques": []}) == ["techniques"]
+
+
+def test_values_the_server_stores_differently_are_no_difference():
+    # a derived dataset's usedSoftware string comes back as a one-element list
+    assert differences({"usedSoftware": ["nxstools"]}, {"usedSoftware": "nxstools"}) == []
+    assert differences({"usedSoftware": ["a", "b"]}, {"usedSoftware": "a"}) == [
+        "usedSoftware"]
+    # the v3 server keeps "investigator" as "principalInvestigator"
+    local = {"type": "derived", "investigator": "a@b.de", "usedSoftware": "nxstools"}
+    server = {"type": "derived", "investigator": None, "principalInvestigator": "a@b.de",
+              "principalInvestigators": ["a@b.de"], "usedSoftware": ["nxstools"]}
+    v3 = dialect("http://h/api/v3")
+    assert compare_dataset(server, v3.comparable_dataset(local), ()) == ([], [])
+    assert compare_dataset(server, v3.comparable_dataset(dict(local, investigator="x@y.de")),
+                           ()) == (["principalInvestigator"], [])

@@ -12,6 +12,9 @@ from scingestor.testing.setup import wait_for
 
 BT = "99001234"
 
+# every test here runs against both SciCat API versions of the dev server
+pytestmark = pytest.mark.usefixtures("api_version")
+
 
 def posted(server, method="POST", path=r"/Datasets$"):
     return [r for r in server.requests_matching(method, path) if 200 <= r.status < 300]

@@ -103,6 +103,10 @@ def v3_names_to_arrays(changes: Dict[str, Any], kind: str, creating: bool) -> No
             changes[plural] = [None]
 
 
+#: Fields that may be sent as one string and are stored as a list (both versions).
+LIST_FIELDS = ("inputDatasets", "usedSoftware")
+
+
 def sync_singulars(doc: Dict[str, Any]) -> None:
     """Set each v3 singular name to the first element of its array (absent if empty)."""
     for singular, plural in SINGULAR_TO_PLURAL.items():
@@ -122,6 +126,9 @@ def finish_dataset(doc: Dict[str, Any]) -> None:
     for key in ("creationTime", "endTime"):
         if key in doc:
             doc[key] = normalise_time(doc[key])
+    for key in LIST_FIELDS:  # stored as arrays whatever was sent
+        if isinstance(doc.get(key), str):
+            doc[key] = [doc[key]]
     sync_singulars(doc)
 
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List
+from urllib.parse import quote
 
 logger = logging.getLogger(__name__)
+
+_V3_NAMES = {"datasets": "Datasets", "origdatablocks": "OrigDatablocks",
+             "attachments": "Attachments"}
 
 
 @dataclass
@@ -33,6 +38,31 @@ class RecordedRequest:
     def json(self) -> Any:
         """Return the body parsed as JSON (None if empty)."""
         return json.loads(self.body) if self.body else None
+
+    @property
+    def v3_path(self) -> str:
+        """The same request's path under API v3, without the ``/api/vN/`` root.
+
+        v4 ``datasets``/``origdatablocks``/``attachments`` get their v3 names; a v4
+        child listing by filter and a v4 attachment POST become the v3 routes
+        below the dataset. Tests compare what either version was asked this way.
+        """
+        path = re.sub(r"^/api/v\d+/", "", self.path)
+        head, _, rest = path.partition("/")
+        name = _V3_NAMES.get(head.lower(), head)
+        pid = ""
+        if not rest and name in ("OrigDatablocks", "Attachments"):
+            if self.method == "GET" and "filter" in self.query:
+                where = json.loads(self.query["filter"]).get("where", {})
+                pid = where.get("datasetId") or where.get("relationships.targetId") or ""
+            elif self.method == "POST" and name == "Attachments":
+                links = (self.json() or {}).get("relationships") or [{}]
+                pid = links[0].get("targetId", "")
+        if pid:
+            return f"Datasets/{quote(pid, safe='')}/{name}"
+        if name == "Attachments" and rest:
+            return f"Datasets/*/Attachments/{rest}"
+        return f"{name}/{rest}" if rest else name
 
     def to_dict(self) -> Dict[str, Any]:
         """Return the record as JSON-ready data."""

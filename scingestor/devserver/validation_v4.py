@@ -14,6 +14,7 @@ from .validation import (
     _BOOL,
     _OBJECT,
     _STRING,
+    _STRING_OR_STRINGS,
     _STRINGS,
     DATASET_COMMON_FIELDS,
     ValidationError,
@@ -32,8 +33,8 @@ V4_DATASET_FIELDS: Dict[str, _Check] = {
 }
 V4_DATASET_FIELDS.update({
     "principalInvestigators": _STRINGS, "proposalIds": _STRINGS, "sampleIds": _STRINGS,
-    "instrumentIds": _STRINGS, "creationLocation": _STRING, "inputDatasets": _STRINGS,
-    "usedSoftware": _STRINGS, "jobParameters": _OBJECT, "jobLogData": _STRING,
+    "instrumentIds": _STRINGS, "creationLocation": _STRING, "inputDatasets": _STRING_OR_STRINGS,
+    "usedSoftware": _STRING_OR_STRINGS, "jobParameters": _OBJECT, "jobLogData": _STRING,
     "runNumber": _STRING,
 })
 TARGET_TYPES = ("dataset", "proposal", "sample", "published_data")

@@ -28,10 +28,14 @@ V3_TO_V4_LISTS = (
     ("principalInvestigator", "principalInvestigators"),
     ("investigator", "principalInvestigators"),
 )
+#: Fields v4 declares as lists that v3 documents may hold as one string.
+V4_LIST_FIELDS = ("inputDatasets", "usedSoftware")
 #: v3 dataset fields that v4 keeps to itself (rejected in a v4 body).
 V4_SERVER_ONLY = ("version",)
 #: Dataset fields a v4 PATCH resets to 0 when they are left out.
-V4_PATCH_KEEP = ("size", "numberOfFiles")
+V4_PATCH_KEEP = ("size", "numberOfFiles", "packedSize")
+#: v3 fields the v3 server stores under another name (compared under that name).
+V3_STORED_AS = (("investigator", "principalInvestigator"),)
 #: Collections that exist under v4 (everything else lives under v3 only).
 V4_MODELS = ("datasets", "origdatablocks", "attachments")
 
@@ -49,6 +53,9 @@ def to_v4_dataset(doc: Dict[str, Any]) -> Dict[str, Any]:
         merged = list(out.get(new) or [])
         merged += [item for item in values if item not in merged]
         out[new] = merged
+    for key in V4_LIST_FIELDS:
+        if isinstance(out.get(key), str):
+            out[key] = [out[key]]
     return out
 
 
@@ -109,14 +116,33 @@ class ApiDialect:
         return f"{self.attachment_collection(full_pid)}/{encode_segment(attachment_id)}"
 
     @property
-    def attachment_update_method(self) -> str:
-        """v3 replaces an attachment with PUT (whole body), v4 patches it."""
-        return "PATCH" if self.version == 4 else "PUT"
+    def attachment_update_method(self) -> Optional[str]:
+        """How an attachment is rewritten in place: v4 PATCH; v3 has no safe way.
+
+        (A v3 ``PUT Datasets/{pid}/Attachments/{aid}`` answers 200 but empties
+        the attachment's ``relationships``: it vanishes from the dataset. So on
+        v3 a stale thumbnail is deleted first and the new one posted after.)
+        """
+        return "PATCH" if self.version == 4 else None
 
     # -- documents ---------------------------------------------------------------------
     def dataset_body(self, doc: Dict[str, Any]) -> Dict[str, Any]:
         """A (v3-shaped) dataset document in this server's form."""
         return to_v4_dataset(doc) if self.version == 4 else dict(doc)
+
+    def comparable_dataset(self, body: Dict[str, Any]) -> Dict[str, Any]:
+        """A dataset body as the server will show it, for the comparison only.
+
+        The v3 server keeps a derived dataset's ``investigator`` as
+        ``principalInvestigator`` (and answers ``investigator: null``).
+        """
+        if self.version == 4:
+            return body
+        out = dict(body)
+        for sent, stored in V3_STORED_AS:
+            if sent in out and stored not in out:
+                out[stored] = out.pop(sent)
+        return out
 
     def datablock_body(self, block: Dict[str, Any], full_pid: str) -> Dict[str, Any]:
         """An OrigDatablock body for dataset ``full_pid`` (same in v3 and v4)."""

@@ -47,9 +47,14 @@ def as_instant(value: Any) -> Optional[datetime.datetime]:
 
 
 def same_value(server: Any, local: Any) -> bool:
-    """Equal, or the same instant written differently."""
+    """Equal, the same instant written differently, or a value the server keeps as a list.
+
+    SciCat stores e.g. a derived dataset's ``usedSoftware: "x"`` as ``["x"]``.
+    """
     if server == local:
         return True
+    if isinstance(server, list) and len(server) == 1 and not isinstance(local, (list, dict)):
+        return same_value(server[0], local)
     left, right = as_instant(server), as_instant(local)
     return left is not None and right is not None and left == right
 

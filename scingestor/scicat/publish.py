@@ -2,7 +2,7 @@
 
 Datasets are compared with the server copy before anything is sent (see
 :mod:`scingestor.scicat.compare`); datablocks and thumbnails are matched with
-the server's and replaced **in place** (PATCH / PUT), so a replacement is never
+the server's and replaced **in place** (PATCH), so a replacement is never
 posted while the old one is still there (README "SciCat access").
 """
 
@@ -178,7 +178,8 @@ class DatasetPublisher:
 
     def _compare(self, server: Dict[str, Any], local: Dict[str, Any]) -> Tuple[List, List]:
         """Return (core differences, scientificMetadata differences)."""
-        return compare_dataset(server, local, self._cfg.metadata_fields_without_checks)
+        return compare_dataset(server, self._api.comparable_dataset(local),
+                               self._cfg.metadata_fields_without_checks)
 
     def _patch(self, full: str, local: Dict[str, Any], server: Dict[str, Any],
                changed: List[str]) -> None:
@@ -271,11 +272,11 @@ class DatasetPublisher:
 
         def update(old: Dict[str, Any], new: Dict[str, Any]) -> bool:
             att_id = self._api.object_id(old)
-            if att_id is None:
+            method = self._api.attachment_update_method
+            if att_id is None or method is None:
                 return False
             body = {k: v for k, v in new.items() if k not in NOT_UPDATED}
-            response = self._client.request(self._api.attachment_update_method,
-                                            self._api.attachment(full, att_id), body,
+            response = self._client.request(method, self._api.attachment(full, att_id), body,
                                             idempotent=True, accept=NO_UPDATE_ROUTE)
             return response.status_code not in NO_UPDATE_ROUTE
 
@@ -298,7 +299,7 @@ class DatasetPublisher:
         """The never-duplicate order: update in place, then delete surplus, then post.
 
         With ``rewrite`` a stale server object is rewritten with a missing local
-        one (PATCH/PUT: safe to repeat). Where the server has no update route
+        one (PATCH: safe to repeat). Where the server has no update route
         the stale object is deleted first and the new one posted only after
         that worked. With ``replace`` surplus stale objects are deleted.
         """
