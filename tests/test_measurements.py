@@ -70,9 +70,10 @@ def test_update_by_timestamp_line_patches_the_measurement(
     )
     wait_for(lambda: len(scicat_server.dataset(f"{BT}/calibA")["inputDatasets"]) == 3)
     wait_for(lambda: len(scicat_server.datablocks(f"{BT}/calibA")) == 3)
+    # thumbnails are posted after the datablocks
+    wait_for(lambda: len(scicat_server.attachments(f"{BT}/calibA")) == 3)
     assert scicat_server.requests_matching("PATCH", r"/Datasets/99001234%2FcalibA$")
     assert len(dataset_posts(scicat_server, f"{BT}/calibA")) == 1
-    assert len(scicat_server.attachments(f"{BT}/calibA")) == 3
 
 
 def test_service_commands_close_the_previous_measurement(
