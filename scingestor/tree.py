@@ -2,7 +2,7 @@
 
 One set of rules for the daemon (``watch/`` applies it incrementally as the
 disk changes) and for ``scicat_dataset_ingest`` (one walk, :func:`find_list_dirs`),
-so both see the same lists (README, "What the daemon does" and "Re-ingestion at
+so both see the same lists (README, "Running the daemon" and "Re-ingestion at
 the end of a beamtime"):
 
 * beamtime directories: every ``beamtime_dirs`` entry (made absolute) and every

@@ -1,6 +1,6 @@
 """Discovery: beamtime dirs, beamtime files, scan dirs and list files, kept in step with the disk.
 
-:class:`Discovery` composes the parts (docs/architecture.md, "Discovery"):
+:class:`Discovery` composes the parts (docs/architecture.md, "Modules" and "Decisions"):
 
 * :class:`~.watchset.WatchSet`: the inotify watches, or polling;
 * :class:`~.beamtimes.BeamtimeDirs` / :class:`~.beamtimes.BeamtimeFiles`: which

@@ -2,7 +2,7 @@
 
 ``recheck_beamtime_file_interval`` drives the full reconciliation,
 ``recheck_dataset_list_interval`` the list check; the cheap poll runs only in
-polling mode, every :func:`poll_period` seconds (README, "What the daemon does").
+polling mode, every :func:`poll_period` seconds (README, "Running the daemon").
 """
 
 from __future__ import annotations
