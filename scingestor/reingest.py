@@ -8,18 +8,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from .beamtime import (
-    BeamtimeError,
-    BlacklistReader,
-    CorePaths,
-    ScanDirContext,
-    in_scandir_blacklist,
-    is_beamtime_file_name,
-    is_blacklisted,
-    list_file_name,
-    load_beamtime,
-    scandir_context,
-)
+from . import tree
+from .beamtime import BeamtimeError, BlacklistReader, ScanDirContext, load_beamtime, scandir_context
 from .config import IngestorConfig
 from .credentials import CredentialSource
 from .listproto import read_entries
@@ -48,41 +38,49 @@ class Summary:
 
 
 def find_lists(cfg: IngestorConfig, summary: Summary) -> list[ScanDirContext]:
-    """Every dataset list below every ``beamtime_dirs`` entry, in sorted order.
+    """Every dataset list the daemon would watch, beamtime by beamtime, in walk order.
 
-    Problems (unreadable beamtime files) are logged and added to ``summary``.
+    The directories, beamtime files and scan directories are chosen by
+    :mod:`scingestor.tree`, the daemon's rules: ``beamtime_dirs`` and the
+    sub-directories of ``beamtime_base_dir``, the blacklists, ``max_scandir_depth``,
+    ``watch_scandir_subdir``, and no descent below a ``scandir_blacklist``
+    directory. Problems (unreadable directories or beamtime files) are logged
+    and added to ``summary``.
     """
+
+    def problem(text: str) -> None:
+        summary.problems.append(text)
+        logger.warning("%s", text)
+
     blacklist = BlacklistReader(cfg.beamtimeid_blacklist_file)
     contexts: list[ScanDirContext] = []
-    for directory in cfg.beamtime_dirs:
+    seen: set[str] = set()
+    for directory in tree.beamtime_dirs(cfg, problem):
         logger.info("DatasetIngest: beamtime path: %s", directory)
         try:
-            names = sorted(os.listdir(directory))
-        except OSError as exc:
-            summary.problems.append(f"{directory}: {exc.strerror or exc}")
-            logger.warning("%s cannot be read: %s", directory, exc.strerror or exc)
+            files = tree.beamtime_files(cfg, directory)
+        except (OSError, ValueError) as exc:
+            problem(f"{directory}: {getattr(exc, 'strerror', None) or exc}")
             continue
-        for name in names:
-            if not is_beamtime_file_name(cfg, name):
-                continue
-            path = os.path.join(directory, name)
-            logger.info("DatasetIngest: beamtime file: %s", name)
+        if tree.beamtime_dir_blacklisted(cfg, directory):
+            continue
+        for path in sorted(files):
+            logger.info("DatasetIngest: beamtime file: %s", os.path.basename(path))
             try:
                 beamtime = load_beamtime(path)
             except BeamtimeError as exc:
-                summary.problems.append(str(exc))
-                logger.warning("%s cannot be ingested: %s", path, exc)
+                problem(str(exc))
                 continue
-            if is_blacklisted(cfg, beamtime, blacklist):
+            if tree.beamtime_excluded(cfg, beamtime, blacklist):
                 continue
-            core = CorePaths(cfg, beamtime)
-            list_name = list_file_name(cfg, beamtime)
-            for root, dirs, files in os.walk(beamtime.directory):
-                dirs.sort()
-                if list_name in files and not in_scandir_blacklist(cfg, core, root):
-                    ctx = scandir_context(cfg, beamtime, root)
-                    logger.info("DatasetIngest: dataset list: %s", ctx.list_path)
-                    contexts.append(ctx)
+            policy = tree.ScanPolicy.for_beamtime(cfg, beamtime)
+            for scandir in tree.find_list_dirs(policy, beamtime.directory, logger.warning):
+                ctx = scandir_context(cfg, beamtime, scandir)
+                if ctx.list_path in seen:
+                    continue
+                seen.add(ctx.list_path)
+                logger.info("DatasetIngest: dataset list: %s", ctx.list_path)
+                contexts.append(ctx)
     return contexts
 
 

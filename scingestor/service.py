@@ -20,6 +20,7 @@ from .scicat.client import SciCatClient
 from .scicat.publish import DatasetPublisher
 from .status import State, StatusSnapshot
 from .watch.discovery import DiscoverySnapshot
+from .watch.sink import SinkCallbacks
 from .watch.watcher import Watcher
 
 logger = logging.getLogger(__name__)
@@ -95,7 +96,14 @@ class IngestorService:
         self._fault = ""
         self._worker = threading.Thread(target=self._work, name="scingestor-ingest", daemon=True)
         self._worker.start()
-        self._watcher = Watcher(self._cfg, self)
+        events = SinkCallbacks(
+            self._beamtime_added,
+            self._beamtime_removed,
+            self._list_found,
+            self._list_changed,
+            self._list_removed,
+        )
+        self._watcher = Watcher(self._cfg, events)
         self._watcher.start()
         with self._wakeup:
             # after the directory walk, so the import does not slow the start-up
@@ -197,6 +205,11 @@ class IngestorService:
             current_measurements=dict(self._measurements),
         )
 
+    def watched(self) -> DiscoverySnapshot:
+        """What the watcher follows right now (nothing when stopped)."""
+        watcher = self._watcher
+        return watcher.snapshot() if watcher is not None else DiscoverySnapshot.stopped()
+
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until nothing is scheduled or running (tests, one-shot runs)."""
         deadline = time.monotonic() + timeout
@@ -209,22 +222,22 @@ class IngestorService:
         return False
 
     # -- watcher sink -------------------------------------------------------------------------
-    def beamtime_added(self, bt: Beamtime) -> None:
+    def _beamtime_added(self, bt: Beamtime) -> None:
         with self._lock:
             self._beamtimes[bt.path] = bt
 
-    def beamtime_removed(self, path: str) -> None:
+    def _beamtime_removed(self, path: str) -> None:
         logger.info("Beamtime file removed: %s", path)
         with self._lock:
             self._beamtimes.pop(path, None)
 
-    def list_found(self, ctx: ScanDirContext) -> None:
+    def _list_found(self, ctx: ScanDirContext) -> None:
         self._schedule(ctx, delay=0.0)
 
-    def list_changed(self, ctx: ScanDirContext) -> None:
+    def _list_changed(self, ctx: ScanDirContext) -> None:
         self._schedule(ctx, delay=self._cfg.ingestion_delay_time, active=True)
 
-    def list_removed(self, ctx: ScanDirContext) -> None:
+    def _list_removed(self, ctx: ScanDirContext) -> None:
         logger.info("Dataset list no longer watched: %s", ctx.list_path)
         with self._wakeup:
             self._contexts.pop(ctx.list_path, None)
@@ -455,7 +468,7 @@ class IngestorService:
         except listproto.ListProtocolError as exc:
             raise ServiceError(str(exc)) from None
         logger.info("Appended %s to %s", records, ctx.list_path)
-        self.list_changed(ctx)
+        self._list_changed(ctx)
         return records
 
     def start_measurement(self, name: str, scandir: str = "") -> str:

@@ -575,7 +575,7 @@ def test_queue_overflow_triggers_full_reconciliation(bt) -> None:
 
 
 @needs_inotify
-def test_failing_sink_does_not_stop_the_watcher(start, bt, caplog) -> None:
+def test_failing_sink_does_not_stop_the_watcher(start, bt) -> None:
     write_beamtime(bt)
     write_list(bt / "raw")
     watcher, sink = start(beamtime_dirs=[str(bt)])
@@ -591,5 +591,3 @@ def test_failing_sink_does_not_stop_the_watcher(start, bt, caplog) -> None:
     assert sink.wait_for(lambda: sink.count("found", first) == 1)
     assert sink.wait_for(lambda: sink.count("found", second) == 1)
     assert watcher.thread is not None and watcher.thread.is_alive()
-    assert any(r.getMessage().startswith("Discovery sink list_found") and r.exc_info
-               for r in caplog.records)

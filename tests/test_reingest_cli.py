@@ -200,3 +200,19 @@ def test_model_with_token_file_makes_no_login(scicat_server, tmp_path, beamtime_
     result = run(MODEL, ["-m", "Samples", "-c", cfg, "-p", str(token_file), str(sample)])
     assert result.returncode == 0, result.stderr
     assert [r.path for r in scicat_server.requests] == ["/api/v3/Samples"]
+
+
+def test_base_dir_beamtimes_and_no_lists_below_a_blacklisted_directory(
+        beamtime_factory, scicat_server):
+    f = beamtime_factory
+    f.write_nexus_scan("scan_00001")
+    f.append_list(None, "scan_00001")
+    processed = f.make_scandir("processed/run1")
+    f.write_nexus_scan("proc_00001", scandir=processed)
+    f.append_list(processed, "proc_00001")
+    cfg = write_config(f, scicat_server.url, beamtime_dirs=[], beamtime_base_dir=f.root,
+                       scandir_blacklist=[os.path.join(f.beamtime_dir, "processed")])
+    result = run(REINGEST, ["-c", cfg])
+    assert result.returncode == 0, result.stderr
+    assert [d["pid"] for d in scicat_server.datasets()] == [f"{BT}/scan_00001"]
+    assert not os.path.exists(f.ingested_path(processed))

@@ -94,7 +94,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Exit 0 when everything went in (or was up to date), 1 otherwise."""
     parser = build_parser()
     options, cfg = start_up(parser, argv)
-    if not cfg.beamtime_dirs:
+    if not cfg.beamtime_dirs and not cfg.beamtime_base_dir:
         logger.warning("DatasetIngest: Beamtime directories not defined")
         return 0
     summary = Summary()

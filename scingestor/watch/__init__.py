@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from .discovery import (
-    MODE_INOTIFY,
-    MODE_POLLING,
-    Discovery,
-    DiscoverySink,
-    DiscoverySnapshot,
-    poll_period,
-)
+from .discovery import Discovery, DiscoverySnapshot
 from .inotify import Event, Notifier, NotifierError, WatchError, inotify_available
+from .schedule import poll_period
+from .sink import DiscoverySink
 from .watcher import THREAD_NAME, Watcher
+from .watchset import MODE_INOTIFY, MODE_POLLING
 
 logger = logging.getLogger(__name__)
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Optional
+from typing import Optional
 
 from ..config import IngestorConfig
-from .discovery import MODE_INOTIFY, Discovery, DiscoverySnapshot, poll_period
+from .discovery import Discovery, DiscoverySnapshot
 from .inotify import Notifier, NotifierError
+from .schedule import poll_period
+from .sink import DiscoverySink
+from .watchset import MODE_INOTIFY
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +27,7 @@ class Watcher:
     mode) until something happens, a periodic job is due, or :meth:`stop`.
     """
 
-    def __init__(self, cfg: IngestorConfig, sink: Any) -> None:
+    def __init__(self, cfg: IngestorConfig, sink: DiscoverySink) -> None:
         self.cfg = cfg
         self.sink = sink
         self._notifier: Optional[Notifier] = None
@@ -82,7 +85,7 @@ class Watcher:
     def snapshot(self) -> DiscoverySnapshot:
         """What is watched right now."""
         if self._discovery is None:
-            return DiscoverySnapshot("stopped", (), (), (), (), 0)
+            return DiscoverySnapshot.stopped()
         return self._discovery.snapshot()
 
     def rescan(self) -> None:
