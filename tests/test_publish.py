@@ -13,6 +13,7 @@ from scingestor.credentials import CredentialSource
 from scingestor.scicat.api import to_v4_dataset
 from scingestor.scicat.client import SciCatClient
 from scingestor.scicat.errors import (
+    DeleteForbiddenError,
     InvalidDocumentError,
     SciCatConnectionError,
     SciCatError,
@@ -346,6 +347,43 @@ def test_replace_deletes_stale_blocks_and_keeps_matching_ones(scicat_server, tmp
     surplus = publisher.sync_datablocks(PID, [keep], replace=True)
     assert (surplus.posted, surplus.kept, surplus.deleted) == (0, 1, 1)
     assert [b["id"] for b in scicat_server.datablocks(PID)] == kept_id
+
+
+@pytest.mark.devserver(datablock_delete_allowed=False)
+def test_refused_delete_names_the_setting_and_posts_nothing(scicat_server, tmp_path):
+    publisher = make_publisher(scicat_server, tmp_path)
+    ingest(publisher, DATASET)
+    old = [datablock(("a.nxs", 1)), datablock(("b.nxs", 2)), datablock(("c.nxs", 3))]
+    publisher.sync_datablocks(PID, old, replace=False)
+    scicat_server.clear_requests()
+    # one block changed, one block gone: the change is made in place, the removal refused
+    with pytest.raises(DeleteForbiddenError, match="DELETE_GROUPS"):
+        publisher.sync_datablocks(PID, [datablock(("a.nxs", 1)), datablock(("b.nxs", 5))],
+                                  replace=True)
+    assert scicat_server.requests_matching("POST") == []
+    assert len(scicat_server.requests_matching("PATCH")) == 1
+    stored = sorted((b["dataFileList"][0]["path"], b["size"])
+                    for b in scicat_server.datablocks(PID))
+    assert len(stored) == 3 and ("a.nxs", 1) in stored
+    assert ("b.nxs", 5) in stored or ("c.nxs", 5) in stored  # rewritten, not added
+
+
+@pytest.mark.parametrize("delete_allowed", [True, False])
+def test_changed_block_is_rewritten_whatever_may_be_deleted(scicat_server, tmp_path,
+                                                            delete_allowed):
+    scicat_server.set_datablock_delete_allowed(delete_allowed)
+    publisher = make_publisher(scicat_server, tmp_path)
+    ingest(publisher, DATASET)
+    publisher.sync_datablocks(PID, [datablock(("a.nxs", 1), ("a.cbf", 1))], replace=False)
+    (before,) = scicat_server.datablocks(PID)
+    for replace in (False, True):  # a plain retry and a re-ingestion alike
+        grown = datablock(("a.nxs", 1), ("a.cbf", 1), ("a_2.cbf", 1 + replace))
+        result = publisher.sync_datablocks(PID, [grown], replace=replace)
+        assert (result.posted, result.updated, result.deleted) == (0, 1, 0)
+        (after,) = scicat_server.datablocks(PID)
+        assert after["id"] == before["id"] and len(after["dataFileList"]) == 3
+    assert scicat_server.requests_matching("DELETE") == []
+    assert scicat_server.dataset(PID)["numberOfFiles"] == 3
 
 
 def test_failed_delete_is_an_error(scicat_server, tmp_path):

@@ -155,3 +155,39 @@ def test_5xx_outage_ends_without_waiting_for_the_backoff(beamtime_factory, scica
     wait_for(lambda: len(scicat_server.datasets()) == 1, timeout=60)
     posts = writes(scicat_server, "POST")
     assert len([r for r in posts if r.v3_path == "Datasets"]) == 1
+
+
+def write_block(path, name, size):
+    block = {"size": size, "dataFileList": [
+        {"path": name, "size": size, "time": "2024-03-05T10:05:00+01:00"}]}
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(block, handle)
+    return str(path)
+
+
+@pytest.mark.devserver(datablock_delete_allowed=False)
+def test_refused_delete_fails_the_scan_without_duplicates_or_patch_storm(
+        beamtime_factory, scicat_server, service_factory, tmp_path):
+    f = beamtime_factory
+    f.write_nexus_scan("scan_00001")
+    # a generator that makes one block per detector (a JSON list of block files)
+    blocks = [write_block(tmp_path / f"b{i}.json", f"det{i}.cbf", 10 + i) for i in (1, 2)]
+    listing = os.path.join(f.scandir, "scan_00001.origdatablock.json")
+    with open(listing, "w", encoding="utf-8") as handle:
+        json.dump(blocks, handle)
+    f.append_list(None, "scan_00001")
+    service = service_factory(retry_backoff_initial=0.2, retry_backoff_max=0.4)
+    wait_for(lambda: len(scicat_server.datablocks(f"{BT}/scan_00001")) == 2)
+    service.wait_idle()
+    scicat_server.clear_requests()
+    with open(listing, "w", encoding="utf-8") as handle:  # one detector less
+        json.dump(blocks[:1], handle)
+    f.append_list(None, f"scan_00001:{time.time()}")
+    wait_for(lambda: len(scicat_server.requests_matching("DELETE")) >= 3, timeout=30)
+    status = service.status()
+    assert status.state is State.ALARM and "DELETE_GROUPS" in status.last_error
+    assert len(scicat_server.datablocks(f"{BT}/scan_00001")) == 2
+    assert writes(scicat_server, "POST") == []
+    assert scicat_server.requests_matching("PATCH", "Datasets/") == []
+    last = f.read_ingested()[-1].split(" ")
+    assert last[0].startswith("scan_00001:") and last[2] == "-1"
