@@ -14,3 +14,21 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
     bash scripts/build-deb.sh --install-deps --check-deps >/dev/null \
         || echo "setup.sh: warning: Debian packaging tools could not be installed" >&2
 fi
+# The Tango Starter (Debian package tango-starter), used by tests/test_tango_database.py.
+# policy-rc.d keeps apt from starting the Starter service (it would need a Tango database).
+starter_installed() {
+    command -v Starter >/dev/null 2>&1 || [ -x /usr/lib/tango/Starter ] || [ -x /usr/bin/Starter ]
+}
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && ! starter_installed; then
+    policy=/usr/sbin/policy-rc.d
+    own_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
+    fi
+    { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            tango-starter >/dev/null \
+        || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends tango-starter >/dev/null; }; } \
+        || echo "setup.sh: warning: tango-starter could not be installed" >&2
+    if [ "$own_policy" = 1 ]; then rm -f "$policy"; fi
+fi

@@ -5,6 +5,9 @@
 (any :class:`scingestor.devserver.DevServer` keyword).
 ``dev_server_factory(**options)`` starts further servers (``started=False``:
 a free port with no listener until ``handle.start()``), closed at teardown.
+
+Optional parts (Tango, Sardana, Taurus, Debian tools, Starter, inotify): a skip on a
+developer machine, a failure in CI -- see ``tests/parts.py`` (marker ``part``).
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Iterator, List
 
+import parts
 import pytest
+from parts import pytest_runtest_setup  # noqa: F401 - the ``part`` marker's hook
 
 from scingestor.config import config_from_mapping
 from scingestor.service import IngestorService
@@ -23,8 +28,9 @@ logger = logging.getLogger(__name__)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the ``devserver`` marker."""
+    """Register the ``devserver`` and ``part`` markers."""
     config.addinivalue_line("markers", "devserver(**options): options of scicat_server")
+    parts.pytest_configure(config)
 
 
 @pytest.fixture
