@@ -17,7 +17,11 @@ from typing import Any, Callable, Iterator, List
 
 import parts
 import pytest
-from parts import pytest_runtest_setup  # noqa: F401 - the ``part`` marker's hook
+from parts import (  # noqa: F401 - hooks: the ``part`` marker; no skip in strict mode
+    pytest_make_collect_report,
+    pytest_runtest_makereport,
+    pytest_runtest_setup,
+)
 
 from scingestor.config import config_from_mapping
 from scingestor.service import IngestorService

@@ -18,7 +18,11 @@ is ``true``/``1``/``yes`` (as in ``.ci/run``) or ``SCINGESTOR_REQUIRE_ALL`` is
 although they are installed: it shows what a machine without them reports (a skip
 locally, a failure in strict mode). It can never turn a failure into a pass.
 
-This module is also a pytest plugin (``-p parts``): the marker and its hook.
+In strict mode no test may be skipped for any reason: a skip that does not come
+from here (``pytest.skip``, ``skipif``, ``importorskip`` added later) is reported as
+a failure too, so CI cannot skip in silence.
+
+This module is also a pytest plugin (``-p parts``): the marker and its hooks.
 """
 
 from __future__ import annotations
@@ -123,3 +127,29 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     """Apply every ``part`` marker of ``item`` (closest first) before its fixtures run."""
     for marker in item.iter_markers(name="part"):
         require_part(*marker.args, **marker.kwargs)
+
+
+def _fail_skip(report: Any) -> None:
+    """In strict mode, turn a skip report (not an xfail) into a failure with its reason."""
+    if not (report.skipped and strict()) or hasattr(report, "wasxfail"):
+        return
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    reason = reason[len("Skipped: "):] if reason.startswith("Skipped: ") else reason
+    report.outcome = "failed"
+    report.longrepr = (f"skipped, but strict mode (CI or {STRICT_ENV}=1) allows no skip: "
+                       f"{reason}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
+    """Strict mode: a skipped test fails."""
+    outcome = yield
+    _fail_skip(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    """Strict mode: a module skipped at collection is a collection error."""
+    outcome = yield
+    _fail_skip(outcome.get_result())

@@ -33,6 +33,13 @@ def test_called():
 def test_imported():
     import_part("no_such_module_scingestor", "taurus")
 
+def test_plain_skip():
+    pytest.skip("a reason of its own")
+
+@pytest.mark.xfail(reason="known", strict=True)
+def test_expected_failure():
+    assert False
+
 def test_present():
     require_part("inotify", True, "unused")
     import_part("os", "tango")
@@ -122,10 +129,13 @@ def test_a_pytest_run_fails_only_in_strict_mode(tmp_path,
     output = result.stdout + result.stderr
     if strict_env is None:
         assert result.returncode == 0, output
-        assert outcomes(result) == {"passed": 1, "skipped": 3}, output
+        assert outcomes(result) == {"passed": 1, "skipped": 4}, output
     else:
         assert result.returncode == 1, output
-        assert outcomes(result) == {"failed": 2, "error": 1, "passed": 1}, output
+        assert outcomes(result) == {"failed": 3, "error": 1, "passed": 1}, output
+        assert "strict mode (CI or SCINGESTOR_REQUIRE_ALL=1) allows no skip: a reason of its own" \
+            in output
+    assert "1 xfailed" in result.stdout.strip().splitlines()[-1]
     for part, hint in (("sardana", "no Sardana executable at /nowhere/Sardana"),
                        ("tango-starter", "no Starter executable"),
                        ("taurus", "cannot import no_such_module_scingestor")):
@@ -135,5 +145,5 @@ def test_a_pytest_run_fails_only_in_strict_mode(tmp_path,
 def test_absent_parts_fail_a_strict_run(tmp_path) -> None:
     result = run_inner(tmp_path, CI="true", SCINGESTOR_ABSENT_PARTS="inotify")
     assert result.returncode == 1
-    assert outcomes(result) == {"failed": 3, "error": 1}, result.stdout
+    assert outcomes(result) == {"failed": 4, "error": 1}, result.stdout
     assert "required part 'inotify' is missing: SCINGESTOR_ABSENT_PARTS lists it" in result.stdout
