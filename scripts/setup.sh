@@ -8,6 +8,27 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test,tango,sardana,gui]'
+# A .venv copied from another checkout (cp -a) keeps that checkout's interpreter in the
+# "#!" line of its scripts (Sardana, pytest...): they would run the other checkout's code.
+.venv/bin/python - <<'EOF'
+import os
+import sys
+
+bindir = os.path.join(sys.prefix, "bin")
+own = os.path.join(bindir, "python").encode()
+for name in os.listdir(bindir):
+    path = os.path.join(bindir, name)
+    if os.path.islink(path) or not os.path.isfile(path):
+        continue
+    with open(path, "rb") as handle:
+        data = handle.read()
+    first, newline, rest = data.partition(b"\n")
+    interpreter = first[2:].strip()
+    if (first.startswith(b"#!") and interpreter.endswith(b"/.venv/bin/python")
+            and interpreter != own):
+        with open(path, "wb") as handle:
+            handle.write(b"#!" + own + newline + rest)
+EOF
 # Debian packaging tools, used by tests/test_debian_package.py (installed when we are root).
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
         && ! bash scripts/build-deb.sh --check-deps >/dev/null 2>&1; then
