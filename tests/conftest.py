@@ -7,6 +7,9 @@ A test that asks for the ``api_version`` fixture runs once per API version
 ("v3", "v4"), with ``scicat_server.url`` the root of that version.
 ``dev_server_factory(**options)`` starts further servers (``started=False``:
 a free port with no listener until ``handle.start()``), closed at teardown.
+
+Optional parts (Tango, Sardana, Taurus, Debian tools, Starter, inotify): a skip on a
+developer machine, a failure in CI -- see ``tests/parts.py`` (marker ``part``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,13 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Iterator, List
 
+import parts
 import pytest
+from parts import (  # noqa: F401 - hooks: the ``part`` marker; no skip in strict mode
+    pytest_make_collect_report,
+    pytest_runtest_makereport,
+    pytest_runtest_setup,
+)
 
 from scingestor.config import config_from_mapping
 from scingestor.service import IngestorService
@@ -25,8 +34,9 @@ logger = logging.getLogger(__name__)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the ``devserver`` marker."""
+    """Register the ``devserver`` and ``part`` markers."""
     config.addinivalue_line("markers", "devserver(**options): options of scicat_server")
+    parts.pytest_configure(config)
 
 
 @pytest.fixture

@@ -7,11 +7,15 @@ import json
 import logging
 import os
 import re
+import shutil
+import subprocess
+import sys
 import types
 from pathlib import Path
 
 import pytest
 import yaml
+from parts import require_part
 
 from scingestor import config as config_module
 from scingestor.config import (
@@ -587,16 +591,45 @@ def test_directory_instead_of_file(tmp_path: Path) -> None:
     assert str(info.value).startswith(f"{tmp_path}: cannot read configuration file: ")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+_LOAD_CONFIG_ERROR = """import sys
+from scingestor.config import ConfigError, load_config
+try:
+    load_config(sys.argv[1])
+except ConfigError as exc:
+    print(exc)
+else:
+    sys.exit("no ConfigError")
+"""
+
+
+def load_config_error(path: str) -> str:
+    """``str(ConfigError)`` of ``load_config(path)`` where file modes are obeyed.
+
+    Root reads any file (CAP_DAC_OVERRIDE): as root, ``load_config`` runs in a child
+    whose capability bounding set lacks CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH
+    (``setpriv``), so the file's mode applies to it as to any other user.
+    """
+    if os.geteuid() != 0:
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        return str(info.value)
+    setpriv = shutil.which("setpriv")
+    require_part("setpriv", setpriv is not None, "no setpriv on PATH")
+    done = subprocess.run(
+        [setpriv, "--bounding-set=-dac_override,-dac_read_search", sys.executable, "-c",
+         _LOAD_CONFIG_ERROR, path], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.rstrip("\n")
+
+
 def test_unreadable_file(tmp_path: Path) -> None:
     path = write(tmp_path, "scicat_url: http://x\n")
     os.chmod(path, 0)
     try:
-        with pytest.raises(ConfigError) as info:
-            load_config(path)
+        message = load_config_error(path)
     finally:
         os.chmod(path, 0o600)
-    assert str(info.value) == f"{path}: cannot read configuration file: Permission denied"
+    assert message == f"{path}: cannot read configuration file: Permission denied"
 
 
 def test_not_utf8(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import re
 import socket
 import subprocess
 import sys
+from importlib.util import find_spec
 from typing import List
 
 import pytest
@@ -66,9 +67,9 @@ def test_plain_demo(tmp_path):
 SARDANA = os.path.join(os.path.dirname(sys.executable), "Sardana")
 
 
-@pytest.mark.skipif(not os.path.exists(SARDANA), reason="no Sardana executable")
+@pytest.mark.part("tango", find_spec("tango") is not None, "cannot import tango")
+@pytest.mark.part("sardana", os.path.exists(SARDANA), f"no Sardana executable at {SARDANA}")
 def test_full_demo():
-    pytest.importorskip("tango")
     result = _demo("--full")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output

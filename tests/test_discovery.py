@@ -135,7 +135,8 @@ def start() -> Iterator[Callable[..., Tuple[Watcher, RecordingSink]]]:
         watcher.stop()
 
 
-needs_inotify = pytest.mark.skipif(not inotify_available(), reason="inotify not available")
+needs_inotify = pytest.mark.part("inotify", inotify_available(),
+                                 "cannot create an inotify instance")
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ from scingestor.watch.inotify import (
     inotify_available,
 )
 
-pytestmark = pytest.mark.skipif(not inotify_available(), reason="inotify not available")
+pytestmark = pytest.mark.part("inotify", inotify_available(),
+                              "cannot create an inotify instance")
 
 
 @pytest.fixture

@@ -250,7 +250,8 @@ def _have_qt() -> bool:
                for name in ("PyQt5", "PyQt6", "PySide2", "PySide6"))
 
 
-needs_qt = pytest.mark.skipif(not _have_qt(), reason="taurus and a Qt binding are needed")
+needs_qt = pytest.mark.part("taurus", _have_qt(),
+                            "taurus and a Qt binding (PyQt5, PyQt6, PySide2, PySide6) are needed")
 
 
 def run_child(workdir: str, *args: str) -> Dict[str, Any]:
@@ -276,7 +277,9 @@ def test_console_script_help() -> None:
 
 
 def test_attribute_model_names() -> None:
-    pytest.importorskip("taurus")
+    from parts import import_part
+
+    import_part("taurus", "taurus")
     from scingestor_gui.panel import attribute_model
 
     assert attribute_model("p00/scicatingestor/1", "State") == "p00/scicatingestor/1/State"
@@ -291,7 +294,9 @@ def test_attribute_model_names() -> None:
 @needs_qt
 def test_panel_shows_the_device_values_and_runs_its_commands(tmp_path, beamtime_factory,
                                                              scicat_server) -> None:
-    tango = pytest.importorskip("tango")
+    from parts import import_part
+
+    tango = import_part("tango", "tango")
     from tango_helpers import ingestor_servers, wait_device
 
     from scingestor.testing.setup import write_config
@@ -365,7 +370,9 @@ def test_panel_shows_the_device_values_and_runs_its_commands(tmp_path, beamtime_
 @needs_qt
 def test_panel_in_a_taurusgui_from_a_config_file(tmp_path, beamtime_factory,
                                                   scicat_server) -> None:
-    tango = pytest.importorskip("tango")
+    from parts import import_part
+
+    tango = import_part("tango", "tango")
     from tango_helpers import ingestor_servers, wait_device
 
     from scingestor.testing.setup import write_config

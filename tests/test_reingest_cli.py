@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -60,9 +59,10 @@ def test_cold_then_warm_then_one_changed(beamtime_factory, scicat_server):
     path = os.path.join(f.scandir, "scan_00002.scan.json")
     doc = json.load(open(path))
     doc["owner"] = "Someone Else"
-    time.sleep(0.01)
+    ingested_mtime = os.stat(path).st_mtime
     with open(path, "w") as handle:
         json.dump(doc, handle)
+    os.utime(path, (ingested_mtime + 10, ingested_mtime + 10))  # newer, on any clock
     # a new detector file for scan 3: its datablock is replaced
     f.write_detector_files("scan_00003", 2, detector="lambda")
     scicat_server.clear_requests()

@@ -17,14 +17,19 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 import pytest
-import tango
-from sardana_env import SardanaEnv
+from parts import import_part
 
-from sardana_macros import macro_path
-from scingestor.config import config_from_mapping
-from scingestor.service import IngestorService
-from scingestor.testing import BeamtimeFactory, start_dev_server
-from scingestor.testing.setup import config_mapping, wait_for, write_config
+tango = import_part("tango", "tango")
+import_part("sardana", "sardana")
+
+from sardana_env import SardanaEnv  # noqa: E402
+
+from sardana_macros import macro_path  # noqa: E402
+from scingestor.config import config_from_mapping  # noqa: E402
+from scingestor.service import IngestorService  # noqa: E402
+from scingestor.testing import BeamtimeFactory, start_dev_server  # noqa: E402
+from scingestor.testing.setup import config_mapping, wait_for, write_config  # noqa: E402
+from scingestor.testing.tango_env import DeviceServer, ProcessExited  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +40,8 @@ OUR_VARS = ("ScanDir", "ScanFile", "AppendSciCatDataset", "NXSAppendSciCatDatase
             "SciCatAutoGrouping", "SciCatMeasurements", "SciCatIngestorDevice",
             "BeamtimeFilePath", "ScanNames")
 
-pytestmark = pytest.mark.skipif(not os.path.exists(SARDANA), reason="no Sardana executable")
+pytestmark = pytest.mark.part("sardana", os.path.exists(SARDANA),
+                              f"no Sardana executable at {SARDANA}")
 
 
 @dataclass
@@ -52,18 +58,19 @@ class Lab:
 
 
 def _start_device(env: SardanaEnv, factory: BeamtimeFactory, url: str) -> str:
-    """Start the SciCatIngestor device; '' on success, else the reason."""
+    """Start the SciCatIngestor device; '' on success, else the reason and its output."""
     config = write_config(factory, url)
     env.register_server("SciCatIngestor/scitest", "SciCatIngestor", DEVICE,
                         {"ConfigFile": [config]})
-    env.spawn([sys.executable, "-m", "tango_ds.SciCatIngestor", "scitest",
-               "-ORBendPoint", "giop:tcp:127.0.0.1:"], "ingestor.log")
-    proxy = tango.DeviceProxy(env.full_name(DEVICE))
+    server = DeviceServer(env.tango, [sys.executable, "-m", "tango_ds.SciCatIngestor", "scitest",
+                                      "-ORBendPoint", "giop:tcp:127.0.0.1:"], DEVICE,
+                          "ingestor.log")
     try:
-        wait_for(lambda: _device_state(proxy) in (tango.DevState.ON, tango.DevState.RUNNING,
-                                                  tango.DevState.ALARM), timeout=60)
-    except TimeoutError:
-        return f"SciCatIngestor device did not start (state {_device_state(proxy)})"
+        server.start(timeout=120)
+        wait_for(lambda: _device_state(server.proxy) in (
+            tango.DevState.ON, tango.DevState.RUNNING, tango.DevState.ALARM), timeout=60)
+    except (TimeoutError, ProcessExited) as exc:
+        return f"SciCatIngestor device did not start: {exc}\nits output:\n{server.log()}"
     return ""
 
 
@@ -271,8 +278,8 @@ def test_trailing_slash_scandir_shares_one_key(lab):
 
 
 def test_device_path(lab):
-    if lab.device is None:
-        pytest.skip(lab.device_problem)
+    if lab.device is None:  # a device that does not start is a failure, never a skip
+        pytest.fail(lab.device_problem)
     scandir = _reset(lab, "device", SciCatIngestorDevice=DEVICE)
     listfile = _list_path(lab, scandir)
     # the directory has no list yet: the device writes the record if it already watches the

@@ -21,8 +21,9 @@ import time
 from typing import Any, Dict, Iterator
 
 import pytest
+from parts import import_part
 
-tango = pytest.importorskip("tango")
+tango = import_part("tango", "tango")
 
 from scingestor.testing import BeamtimeFactory, DevServerHandle, start_dev_server  # noqa: E402
 from scingestor.testing.setup import wait_for, write_config  # noqa: E402
@@ -181,7 +182,8 @@ STARTER = shutil.which("Starter") or next(
     None)
 
 
-@pytest.mark.skipif(STARTER is None, reason="Tango Starter is not installed (tango-starter)")
+@pytest.mark.part("tango-starter", STARTER is not None,
+                  "no Starter executable (PATH, /usr/lib/tango/Starter, /usr/bin/Starter)")
 def test_starter_starts_and_stops_the_server(tango_host, registered, workdir):
     """Astor's recipe: Starter on the host, the executable in its StartDsPath."""
     server, device = "SciCatIngestor/starter", "p00/scicatingestor/starter"

@@ -21,8 +21,9 @@ import threading
 from typing import Any, Callable, Iterator, List
 
 import pytest
+from parts import import_part
 
-tango = pytest.importorskip("tango")
+tango = import_part("tango", "tango")
 
 from tango_helpers import TIMEOUT, ingestor_servers, wait_device  # noqa: E402
 
