@@ -12,10 +12,13 @@ from scingestor.config import config_from_mapping
 from scingestor.credentials import CredentialSource
 from scingestor.scicat.client import SciCatClient
 from scingestor.scicat.errors import (
+    DeleteForbiddenError,
+    RejectedError,
     SciCatAuthError,
     SciCatConnectionError,
     SciCatError,
     SciCatForbiddenError,
+    ServerError,
 )
 from scingestor.scicat.urls import encode_segment
 from scingestor.secret import Secret
@@ -354,3 +357,54 @@ def test_unreadable_credential_file_is_an_auth_error(scicat_server, tmp_path):
     with pytest.raises(SciCatAuthError, match="cannot read credential file"):
         client.get("Datasets")
     assert scicat_server.requests == []
+
+
+@pytest.mark.devserver(api_version="v4")
+def test_v4_url_logs_in_below_the_v3_root(scicat_server, tmp_path):
+    cfg = config_from_mapping({"scicat_url": scicat_server.url, "request_timeout": 10})
+    client = SciCatClient(cfg, credentials(tmp_path))
+    assert client.api_version == 4
+    assert client.get("datasets").status_code == 200
+    logins = scicat_server.requests_matching("POST", LOGIN)
+    # no login exists under v4 and the legacy path is not tried there: auth/login at once
+    assert [(r.path, r.status) for r in logins] == [("/api/v3/auth/login", 201)]
+    assert scicat_server.requests_matching("GET")[0].path == "/api/v4/datasets"
+
+
+@pytest.mark.devserver(api_version="v4", users_login_mode="legacy")
+def test_v4_url_with_a_configured_login_path(scicat_server, tmp_path):
+    client = SciCatClient(make_config(scicat_server.url, scicat_users_login_path="Users/login"),
+                          credentials(tmp_path))
+    client.login()
+    (login,) = scicat_server.requests_matching("POST", LOGIN)
+    assert login.path == "/api/v3/Users/login"
+
+
+@pytest.mark.parametrize("status, kind", [(500, ServerError), (404, RejectedError),
+                                          (409, RejectedError)])
+def test_error_types_say_what_to_do(scicat_server, tmp_path, status, kind):
+    client = make_client(scicat_server, tmp_path, max_request_tries_number=1)
+    client.login()
+    scicat_server.faults.fail_next(1, status=status, body={"message": "no"}, method="POST")
+    with pytest.raises(kind) as info:
+        client.post("Samples", {"sampleId": "s"})
+    assert info.value.status == status and info.value.message == "no"
+
+
+def test_refused_delete_names_the_setting(scicat_server, tmp_path):
+    client = make_client(scicat_server, tmp_path)
+    client.login()
+    scicat_server.faults.fail_next(1, status=403, method="DELETE")
+    with pytest.raises(DeleteForbiddenError, match="DELETE_GROUPS"):
+        client.delete("OrigDatablocks/x")
+
+
+def test_probe_answers_without_login(dev_server_factory, tmp_path):
+    handle = dev_server_factory(started=False)
+    client = SciCatClient(make_config(handle.url), credentials(tmp_path))
+    assert not client.probe()
+    handle.start()
+    assert client.probe()
+    assert handle.requests_matching("POST", LOGIN) == []
+    handle.faults.fail_next(1, status=503)
+    assert not client.probe()
