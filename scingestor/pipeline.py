@@ -13,6 +13,7 @@ from typing import Callable, Optional
 
 from .beamtime import ScanDirContext
 from .config import IngestorConfig
+from .journal import IntentJournal
 from .listproto import Entry, EntryKind, UnsafeNameError, read_entries
 from .metadata import MeasurementState, MetadataError, MetadataGenerator
 from .prepare import PreparedScan, ScanPreparer
@@ -119,6 +120,7 @@ class ListProcessor:
         self._stop = stop_event or threading.Event()
         self._dry_run = dry_run
         self._lists: dict[str, IngestedList] = {}
+        self._journals: dict[str, IntentJournal] = {}
         self._backoff: dict[tuple[str, str], _Backoff] = {}
         self._reported_invalid: set[tuple[str, str]] = set()
         self._groups: dict[str, tuple[Optional[str], Optional[list[str]]]] = {}
@@ -138,9 +140,17 @@ class ListProcessor:
             self._lists[ctx.ingested_path] = ingested
         return ingested
 
+    def journal(self, ctx: ScanDirContext) -> IntentJournal:
+        """The intent journal beside the list's ingested list (see :mod:`.journal`)."""
+        journal = self._journals.get(ctx.ingested_path)
+        if journal is None:
+            journal = self._journals[ctx.ingested_path] = IntentJournal(ctx.ingested_path)
+        return journal
+
     def forget(self, ctx: ScanDirContext) -> None:
         """Drop cached state of a list that is no longer watched."""
         self._lists.pop(ctx.ingested_path, None)
+        self._journals.pop(ctx.ingested_path, None)
         for key in [key for key in self._backoff if key[0] == ctx.list_path]:
             del self._backoff[key]
 
@@ -182,6 +192,8 @@ class ListProcessor:
         ingested = self.ingested_list(ctx)
         with ingested.locked():
             ingested.refresh()
+            journal = self.journal(ctx)
+            journal.refresh()
             entries = read_entries(ctx.list_path)
             ctx = self._complete_groups(ctx)
             state = MeasurementState()
@@ -217,6 +229,7 @@ class ListProcessor:
                 self._account(ctx, entry, outcome, result)
             if reingest_all and not self._dry_run and not self._stop.is_set():
                 ingested.replace_all(new_records)
+            journal.compact(ingested.is_ingested)
         result.measurement = state.measurement if state.active else None
         return result
 
@@ -342,9 +355,15 @@ class ListProcessor:
         if self._dry_run:
             logger.info("dry run: would ingest %s (%s)", entry.scanname, prepared.pid)
             return EntryOutcome(ctx, entry, Result.DRY_RUN), None
-        pid = self._sender.send_dataset(ctx, prepared, _measurement(state))
-        block, thumb = self._sender.send_children(pid, prepared, replace=False)
-        sent = SendResult(pid, True, prepared.dataset_mtime, block, thumb)
+        # never recorded and never tried: certainly not in SciCat, so no existence checks
+        journal = self.journal(ctx)
+        fresh = ingested.last_stamps(entry.line) is None and entry.line not in journal
+        if fresh:
+            journal.add(entry.line)  # durable before the first request that creates anything
+        dataset = self._sender.send_dataset(ctx, prepared, _measurement(state), fresh=fresh)
+        block, thumb = self._sender.send_children(dataset.pid, prepared, replace=False,
+                                                  fresh=dataset.fresh)
+        sent = SendResult(dataset.pid, True, prepared.dataset_mtime, block, thumb)
         return self._finish(ctx, entry, sent, Stamps(0, previous.datablock, 0))
 
     @staticmethod
@@ -384,7 +403,7 @@ class ListProcessor:
             return EntryOutcome(ctx, entry, Result.DRY_RUN), None
         pid = prepared.pid
         if send_dataset:
-            pid = self._sender.send_dataset(ctx, prepared, _measurement(state))
+            pid = self._sender.send_dataset(ctx, prepared, _measurement(state)).pid
             if pid != prepared.pid and not prepared.datablock.multi:
                 prepared = self._preparer.remake_datablock(ctx, entry, state, prepared)
                 send_datablocks = True

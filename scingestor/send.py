@@ -17,7 +17,7 @@ from .beamtime import ScanDirContext
 from .metadata import MetadataGenerator
 from .prepare import MetadataPart, PreparedScan
 from .scicat.errors import InvalidDocumentError, SciCatAuthError, SciCatError, TransientError
-from .scicat.publish import DatasetPublisher
+from .scicat.publish import DatasetPublisher, DatasetResult
 from .state import Stamps
 
 logger = logging.getLogger(__name__)
@@ -77,8 +77,11 @@ class ScanSender:
         self._ingest_attachments = ingest_attachments
 
     def send_dataset(self, ctx: ScanDirContext, prepared: PreparedScan,
-                     measurement: str) -> str:
-        """Create/update the dataset; its pid (a new version may have another one)."""
+                     measurement: str, *, fresh: bool = False) -> DatasetResult:
+        """Create/update the dataset (``fresh``: certainly never sent, no existence check).
+
+        The result's pid may differ from the file's (a new version).
+        """
         if prepared.dataset is None:
             raise InvalidDocumentError(prepared.dataset_error
                                        or "no dataset metadata was generated")
@@ -87,22 +90,27 @@ class ScanSender:
             beamtime_id=ctx.beamtime.beamtime_id,
             proposal_id_expected=self._generator.expected_proposal_id(ctx),
             measurement=measurement,
+            fresh=fresh,
         )
         logger.info("Dataset %s: %s", result.pid, result.action)
-        return result.pid
+        return result
 
     def send_children(self, pid: str, prepared: PreparedScan, *, replace: bool,
-                      datablocks: bool = True, attachments: bool = True) -> tuple[PartResult,
-                                                                                   PartResult]:
-        """Synchronise datablocks and thumbnails of dataset ``pid``."""
+                      datablocks: bool = True, attachments: bool = True,
+                      fresh: bool = False) -> tuple[PartResult, PartResult]:
+        """Synchronise datablocks and thumbnails of dataset ``pid``.
+
+        ``fresh``: the dataset was created just now, so it has none (no listing).
+        """
         block = PartResult()
         thumb = PartResult()
         if datablocks:
             block = _send_part("datablock", prepared.datablock, lambda docs: (
-                self._publisher.sync_datablocks(pid, docs, replace=replace)))
+                self._publisher.sync_datablocks(pid, docs, replace=replace, fresh=fresh)))
         if attachments and self._ingest_attachments and prepared.attachment.exists:
             thumb = _send_part("attachment", prepared.attachment, lambda docs: (
-                self._publisher.sync_attachments(pid, docs, replace_all=replace)))
+                self._publisher.sync_attachments(pid, docs, replace_all=replace,
+                                                 fresh=fresh)))
         return block, thumb
 
 

@@ -48,6 +48,7 @@ class DatasetResult:
 
     pid: str
     action: str
+    fresh: bool = False  # created by this very request: it has no children yet
 
     @property
     def created(self) -> bool:
@@ -120,23 +121,27 @@ class DatasetPublisher:
 
     def ingest_dataset(self, doc: Dict[str, Any], *, beamtime_id: str,
                        proposal_id_expected: Optional[str],
-                       measurement: str = "") -> DatasetResult:
+                       measurement: str = "", fresh: bool = False) -> DatasetResult:
         """Create or update one dataset per ``dataset_update_strategy``.
 
-        Raises :class:`InvalidDocumentError` before any request when the
-        document does not belong to the beamtime, :class:`SciCatError` when
-        the server fails.
+        ``fresh``: this scan was certainly never sent (see
+        :mod:`scingestor.journal`), so it is posted without an existence check
+        (a 409 still leads to the comparison). Raises
+        :class:`InvalidDocumentError` before any request when the document
+        does not belong to the beamtime, :class:`SciCatError` when the server
+        fails.
         """
         pid = self._validate(doc, beamtime_id, proposal_id_expected)
         full = self._prefix + pid
         local = self._api.dataset_body(doc)
-        server = self.fetch_dataset(full)
+        server = None if fresh else self.fetch_dataset(full)
         if server is None:
             response = self._client.post(self._api.datasets, local,
                                          idempotent=True, accept=(409,))
             if response.status_code != 409:
                 logger.info("dataset %s created", full)
-                return DatasetResult(pid, "created")
+                # a 201 means this request made it (a repetition of ours would get 409)
+                return DatasetResult(pid, "created", fresh=True)
             logger.info("dataset %s already exists (409): comparing", full)
             server = self.fetch_dataset(full)
             if server is None:
@@ -214,7 +219,7 @@ class DatasetPublisher:
 
     # -- datablocks --------------------------------------------------------
     def sync_datablocks(self, pid: str, blocks: List[Dict[str, Any]], *,
-                        replace: bool) -> SyncResult:
+                        replace: bool, fresh: bool = False) -> SyncResult:
         """Make the dataset's OrigDatablocks match ``blocks`` without ever duplicating one.
 
         Blocks with an empty ``dataFileList`` are skipped. A local block whose
@@ -229,8 +234,11 @@ class DatasetPublisher:
         skipped = len(blocks) - len(local)
         if not local and not replace:
             return SyncResult(skipped=skipped)
-        path, params = self._api.datablock_listing(full)
-        server = _objects(self._client.get(path, params=params))
+        if fresh:  # the dataset was created just now: it has no blocks
+            server: List[Dict[str, Any]] = []
+        else:
+            path, params = self._api.datablock_listing(full)
+            server = _objects(self._client.get(path, params=params))
         result = self._sync(local, server, file_signature, replace=replace, rewrite=True,
                             update=self._update_datablock, delete=self._delete_datablock,
                             post=lambda block: self._client.post(self._api.datablocks, block))
@@ -255,7 +263,7 @@ class DatasetPublisher:
 
     # -- attachments -------------------------------------------------------
     def sync_attachments(self, pid: str, attachments: List[Dict[str, Any]], *,
-                         replace_all: bool) -> SyncResult:
+                         replace_all: bool, fresh: bool = False) -> SyncResult:
         """Make the dataset's attachments match ``attachments`` (matched by ``thumbnail``).
 
         Without ``replace_all`` missing ones are posted and the others left alone
@@ -266,8 +274,10 @@ class DatasetPublisher:
         local = [self._api.attachment_body(att, full) for att in attachments]
         if not local and not replace_all:
             return SyncResult()
-        path, params = self._api.attachment_listing(full)
-        server = _objects(self._client.get(path, params=params))
+        server: List[Dict[str, Any]] = []
+        if not fresh:  # else the dataset was created just now: it has no attachments
+            path, params = self._api.attachment_listing(full)
+            server = _objects(self._client.get(path, params=params))
         collection = self._api.attachment_collection(full)
 
         def update(old: Dict[str, Any], new: Dict[str, Any]) -> bool:
