@@ -1076,3 +1076,20 @@ def test_console_script_forbid_datablock_delete(tmp_path: Any) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_latency_option_of_the_command(tmp_path):
+    """``scingestor-devserver --latency-ms`` sets the delay of every API answer."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "scingestor.devserver", "--port", "0",
+                             "--latency-ms", "250"], stdout=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    try:
+        url = proc.stdout.readline().strip()
+        admin = url.split("/api/")[0] + "/__devserver__/faults"
+        assert requests.get(admin, timeout=10).json()["latency"] == 0.25
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

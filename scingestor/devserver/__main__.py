@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--forbid-datablock-delete", action="store_true",
                         help="DELETE of OrigDatablocks and datasets answers 403, as for "
                              "accounts outside DELETE_GROUPS")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="answer every API request this many milliseconds late "
+                             "(a real SciCat answers in 30-110 ms)")
     parser.add_argument("-l", "--log", default="warning", help="log level (default warning)")
     return parser
 
@@ -53,6 +56,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                        accept_query_token=args.accept_query_token, pid_prefix=args.pid_prefix,
                        restrict_ingestor=args.restrict_ingestor,
                        datablock_delete_allowed=not args.forbid_datablock_delete)
+    server.faults.set_latency(max(0.0, args.latency_ms) / 1000.0)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
