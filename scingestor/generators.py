@@ -1,7 +1,7 @@
 """Generator command templates: keywords, switches, expansion and safe argument vectors.
 
 A template is expanded in two forms. ``Command.text`` is what the original
-built with ``str.format`` (logged, compared with the spec's examples).
+built with ``str.format`` (what is logged, and what the tests compare).
 ``Command.argv`` is what is executed: the template is split into words with
 POSIX shell rules first, with the placeholders still in place, and only then
 are the values put into the words, so a value never becomes shell syntax.
@@ -86,7 +86,7 @@ def keyword_table(
     measurement: str = "",
     lastmeasurement: str = "",
 ) -> dict[str, str]:
-    """Every generator keyword (spec 02 §3) for one entry of a dataset list.
+    """Every generator keyword (README "Configuration reference") for one entry of a list.
 
     ``masterscanname`` defaults to ``scanname``; ``dbrelpath`` is computed with
     :func:`datablock_relpath` unless given.
@@ -141,7 +141,7 @@ def _is_set(value: Any) -> bool:
 
 
 def switch_keys(cfg: IngestorConfig, key: str) -> list[str]:
-    """The switch keys appended to the default template ``key``, in the spec's order."""
+    """The switch keys appended to the default template ``key``, in the original's order."""
     if key in (FILE_DATASET, DATASET):
         wanted = [
             ("relative_path_generator_switch", not cfg.relative_path_in_datablock),

@@ -26,7 +26,7 @@ class MetadataError(Exception):
 
 @dataclass
 class MeasurementState:
-    """Measurement placeholders while a list is replayed (spec 09 A.3)."""
+    """``{measurement}``/``{lastmeasurement}`` while a list is replayed (README "Measurements")."""
 
     active: bool = False
     measurement: str = ""

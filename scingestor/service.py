@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
-from . import listproto
-from .beamtime import Beamtime, ScanDirContext, scandir_context
+from .beamtime import Beamtime, ScanDirContext
+from .commands import Known, ListCommands, ServiceError
 from .config import IngestorConfig
 from .credentials import CredentialError, CredentialSource
 from .nxsrunner import shared_nxsfileinfo
@@ -18,7 +17,7 @@ from .pipeline import BatchPostponed, EntryOutcome, ListProcessor
 from .runner import GeneratorRunner
 from .scicat.client import SciCatClient
 from .scicat.publish import DatasetPublisher
-from .status import State, StatusSnapshot
+from .status import StatusSnapshot, compose_status
 from .watch.discovery import DiscoverySnapshot
 from .watch.sink import SinkCallbacks
 from .watch.watcher import Watcher
@@ -32,15 +31,15 @@ StatusCallback = Callable[[StatusSnapshot], None]
 PROBE_INTERVAL = 1.0
 
 
-class ServiceError(Exception):
-    """A command cannot be carried out (unknown scan directory, bad name, ...)."""
+__all__ = ["PROBE_INTERVAL", "IngestorService", "ServiceError", "StatusCallback"]
 
 
 class IngestorService:
     """Owns configuration, watching, the ingestion queue and the status snapshot.
 
     Threads: one watcher thread (inside :class:`Watcher`) and one ingestion worker,
-    whatever the number of beamtimes and directories.
+    whatever the number of beamtimes and directories. The measurement and re-ingestion
+    commands are a :class:`~scingestor.commands.ListCommands` it owns.
     """
 
     def __init__(self, cfg: IngestorConfig) -> None:
@@ -68,6 +67,8 @@ class IngestorService:
         self._fault = ""
         self._client: Optional[SciCatClient] = None
         self._processor: Optional[ListProcessor] = None
+        self._commands = ListCommands(cfg, self._known, self._watched_dirs,
+                                      self._list_changed, self._reingest_beamtime)
 
     # -- life cycle -----------------------------------------------------------------------
     @property
@@ -171,38 +172,19 @@ class IngestorService:
                     logger.exception("status subscriber failed")
 
     def _compose(self, snap: Optional[DiscoverySnapshot], **changes: object) -> StatusSnapshot:
-        current = dataclasses.replace(self._status, **changes)  # type: ignore[arg-type]
-        queue = sum(self._waiting.values())
-        reachable = self._client.reachable if self._client is not None else False
-        pending = len(self._failed_keys)
-        if self._fault:
-            state, text = State.FAULT, self._fault
-        elif self._worker is None:
-            state, text = State.OFF, "Stopped: not watching."
-        elif self._scicat_problem:
-            state = State.ALARM
-            text = f"SciCat at {self._cfg.scicat_url} cannot be used: {self._scicat_problem}"
-        elif pending:
-            state = State.ALARM
-            text = (
-                f"{pending} scan(s) failed and wait for a retry; last error: {current.last_error}"
-            )
-        elif queue or self._busy:
-            state, text = State.RUNNING, f"Ingesting: {queue} scan(s) waiting."
-        else:
-            count = len(snap.scan_dirs) if snap is not None else 0
-            state, text = State.ON, f"Watching {count} scan directories; idle."
-        return dataclasses.replace(
-            current,
-            state=state,
-            status=text,
-            scicat_reachable=reachable,
-            queue_length=queue,
-            pending_retries=pending,
+        return compose_status(
+            dataclasses.replace(self._status, **changes),  # type: ignore[arg-type]
+            fault=self._fault,
+            running=self._worker is not None,
+            scicat_problem=self._scicat_problem,
+            pending=len(self._failed_keys),
+            queue=sum(self._waiting.values()),
+            busy=self._busy,
+            reachable=self._client.reachable if self._client is not None else False,
             watch_mode=snap.mode if snap is not None else "",
-            watched_beamtimes=tuple(sorted(snap.beamtime_files)) if snap is not None else (),
-            watched_scandirs=tuple(sorted(snap.scan_dirs)) if snap is not None else (),
-            current_measurements=dict(self._measurements),
+            beamtimes=snap.beamtime_files if snap is not None else (),
+            scandirs=snap.scan_dirs if snap is not None else (),
+            measurements=self._measurements,
         )
 
     def watched(self) -> DiscoverySnapshot:
@@ -420,114 +402,51 @@ class IngestorService:
                 self._waiting[outcome.ctx.list_path] = waiting - 1
         self._publish(**changes)
 
-    # -- commands (the Tango device and the macros use these) ---------------------------------
+    # -- commands (the Tango device and the macros use these; scingestor/commands.py) -------
+    def _known(self) -> Known:
+        with self._lock:
+            return (self._status.current_scandir, list(self._contexts.values()),
+                    list(self._beamtimes.values()))
+
+    def _watched_dirs(self) -> Iterable[str]:
+        # outside our lock: the watcher's lock is never taken while holding ours
+        watcher = self._watcher
+        return watcher.snapshot().scan_dirs if watcher is not None else ()
+
     def context_for(self, scandir: str = "") -> ScanDirContext:
         """The list context of ``scandir`` (either path form); '' = the most recently active."""
-        with self._lock:
-            target = scandir or self._status.current_scandir
-            if not target and len(self._contexts) == 1:
-                return next(iter(self._contexts.values()))
-            target = os.path.abspath(target) if target else ""
-            for ctx in self._contexts.values():
-                if target in (ctx.scandir, ctx.scanpath):
-                    return ctx
-            beamtimes = list(self._beamtimes.values())
-        if not target:
-            raise ServiceError("no scan directory is active yet: give one")
-        watcher = self._watcher
-        watched = watcher.snapshot().scan_dirs if watcher is not None else ()
-        if target in watched:
-            # a watched scan directory without a list file yet: the first record creates it
-            owners = [
-                bt
-                for bt in beamtimes
-                if target == bt.directory or target.startswith(bt.directory.rstrip("/") + "/")
-            ]
-            if owners:
-                owner = max(owners, key=lambda bt: len(bt.directory))
-                return scandir_context(self._cfg, owner, target)
-        raise ServiceError(f"{scandir or target} is not a watched scan directory")
+        return self._commands.context_for(scandir)
 
     def current_measurement(self, scandir: str = "") -> str:
         """The measurement open in the list of ``scandir`` ('' when none), read from the list."""
-        return listproto.current_measurement(self.context_for(scandir).list_path)
+        return self._commands.current_measurement(scandir)
 
     def append_records(self, ctx: ScanDirContext, records: list[str]) -> None:
         """Append records to a dataset list (:func:`scingestor.listproto.append_records`)."""
-        self._update_list(ctx, lambda _entries: records)
-
-    def _update_list(self, ctx: ScanDirContext,
-                     decide: Callable[[list[listproto.Entry]], list[str]]) -> list[str]:
-        """Read the list, decide the records and append them, under the list's lock."""
-        try:
-            records = listproto.update_list(ctx.list_path, decide)
-        except listproto.UnsafeNameError as exc:
-            raise ServiceError(str(exc)) from None
-        except listproto.ListWriteError:
-            raise
-        except listproto.ListProtocolError as exc:
-            raise ServiceError(str(exc)) from None
-        logger.info("Appended %s to %s", records, ctx.list_path)
-        self._list_changed(ctx)
-        return records
+        self._commands.append_records(ctx, records)
 
     def start_measurement(self, name: str, scandir: str = "") -> str:
         """Close the open measurement (if any) and open ``name``; returns the scan dir."""
-        _check_name(name)
-        ctx = self.context_for(scandir)
-        self._update_list(
-            ctx, lambda entries: listproto.start_lines(listproto.measurement_of(entries), name))
-        return ctx.scanpath
+        return self._commands.start_measurement(name, scandir)
 
     def stop_measurement(self, scandir: str = "") -> str:
         """Close the open measurement and ask for its dataset; returns its name ('' if none)."""
-        ctx = self.context_for(scandir)
-        stopped: list[str] = []
-
-        def decide(entries: list[listproto.Entry]) -> list[str]:
-            current = listproto.measurement_of(entries) or ""
-            stopped.append(current)
-            return listproto.stop_lines(current)
-
-        self._update_list(ctx, decide)
-        return stopped[0]
+        return self._commands.stop_measurement(scandir)
 
     def update_measurement(self, scandir: str = "") -> str:
         """Send the open measurement's dataset now and keep it open."""
-        ctx = self.context_for(scandir)
-        updated: list[str] = []
-
-        def decide(entries: list[listproto.Entry]) -> list[str]:
-            current = listproto.measurement_of(entries)
-            if not current:
-                raise ServiceError(f"no measurement is open in {ctx.scanpath}")
-            updated.append(current)
-            return listproto.update_lines(current)
-
-        self._update_list(ctx, decide)
-        return updated[0]
+        return self._commands.update_measurement(scandir)
 
     def make_measurement(self, name: str, scandir: str = "") -> str:
         """Start ``name`` and add the last scan of the list to it."""
-        _check_name(name)
-        ctx = self.context_for(scandir)
-
-        def decide(entries: list[listproto.Entry]) -> list[str]:
-            scan = listproto.last_scan(entries)
-            if scan is None:
-                raise ServiceError(f"{ctx.list_path} has no scan to add to {name!r}")
-            return listproto.make_lines(listproto.measurement_of(entries), name, scan)
-
-        self._update_list(ctx, decide)
-        return ctx.scanpath
+        return self._commands.make_measurement(name, scandir)
 
     def reingest(self, scan: str = "", scandir: str = "") -> str:
         """Re-ingest one scan (a ``scan:ts`` line) or, with '', every scan of the scan dir."""
-        ctx = self.context_for(scandir)
-        if scan:
-            _check_name(scan, subdir=True)
-            self._update_list(ctx, lambda _entries: [listproto.reingest_record(scan)])
-            return scan
+        return self._commands.reingest(scan, scandir)
+
+    def _reingest_beamtime(self, ctx: ScanDirContext) -> None:
+        """Queue the re-ingestion of every list of ``ctx``'s beamtime (one worker job)."""
         contexts = [c for c in self._contexts.values() if c.beamtime.path == ctx.beamtime.path]
 
         def job() -> None:
@@ -544,7 +463,6 @@ class IngestorService:
         with self._wakeup:
             self._jobs.append(job)
             self._wakeup.notify_all()
-        return ctx.beamtime.beamtime_id
 
     def credentials_problem(self) -> str:
         """A readable reason when the credential file cannot be used ('' when fine)."""
@@ -556,11 +474,3 @@ class IngestorService:
         except CredentialError as exc:
             return str(exc)
         return ""
-
-
-def _check_name(name: str, subdir: bool = False) -> None:
-    """THE name rule (:func:`scingestor.listproto.check_name`) as a :class:`ServiceError`."""
-    try:
-        listproto.check_name(name, subdir=subdir)
-    except listproto.UnsafeNameError as exc:
-        raise ServiceError(str(exc)) from None

@@ -1,11 +1,11 @@
-"""The status snapshot that the daemon, the Tango device and the macros read."""
+"""The status snapshot that the daemon, the Tango device and the macros read, and its state rule."""
 
 from __future__ import annotations
 
 import enum
 import json
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Iterable, Mapping
 
 
 class State(str, enum.Enum):
@@ -56,3 +56,55 @@ class StatusSnapshot:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def compose_status(
+    current: StatusSnapshot,
+    *,
+    fault: str,
+    running: bool,
+    scicat_problem: str,
+    pending: int,
+    queue: int,
+    busy: bool,
+    reachable: bool,
+    watch_mode: str,
+    beamtimes: Iterable[str],
+    scandirs: Iterable[str],
+    measurements: Mapping[str, str],
+) -> StatusSnapshot:
+    """``current`` with the state, the status sentence and the counters of the service.
+
+    The first that applies decides the state (docs/tango.md "States"): a fault, stopped
+    (OFF), SciCat cannot be used or failed scans wait for a retry (ALARM), scans
+    waiting or being ingested (RUNNING), otherwise watching and idle (ON).
+    """
+    watched_scandirs = tuple(sorted(scandirs))
+    if fault:
+        state, text = State.FAULT, fault
+    elif not running:
+        state, text = State.OFF, "Stopped: not watching."
+    elif scicat_problem:
+        state = State.ALARM
+        text = f"SciCat at {current.scicat_url} cannot be used: {scicat_problem}"
+    elif pending:
+        state = State.ALARM
+        text = (
+            f"{pending} scan(s) failed and wait for a retry; last error: {current.last_error}"
+        )
+    elif queue or busy:
+        state, text = State.RUNNING, f"Ingesting: {queue} scan(s) waiting."
+    else:
+        state, text = State.ON, f"Watching {len(watched_scandirs)} scan directories; idle."
+    return replace(
+        current,
+        state=state,
+        status=text,
+        scicat_reachable=reachable,
+        queue_length=queue,
+        pending_retries=pending,
+        watch_mode=watch_mode,
+        watched_beamtimes=tuple(sorted(beamtimes)),
+        watched_scandirs=watched_scandirs,
+        current_measurements=dict(measurements),
+    )

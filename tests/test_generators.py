@@ -1,4 +1,4 @@
-"""Generator templates: keywords, switches, the spec's command lines, quoting and path checks."""
+"""Generator templates: keywords, switches, the default command lines, quoting and path checks."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def _text(cfg: Any, key: str, tokens: Any = None, **values: Any) -> str:
     return build_command(cfg, key, _keywords(cfg, ctx, **values), tokens).text
 
 
-# --- spec 05 §5.9.1: all defaults ------------------------------------------------------
+# --- the default templates and switches, no optional key set ---------------------------
 
 
 def test_spec_example_all_defaults() -> None:
@@ -140,7 +140,7 @@ def test_config_chapter_example_without_master_file() -> None:
     )
 
 
-# --- spec 05 §5.9.2: var dir and every optional switch ------------------------------
+# --- var dir and every optional switch ------------------------------------------------
 
 
 def test_spec_example_production(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -191,7 +191,7 @@ def test_spec_example_production(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
-# --- spec 05 §5.9.3 and switch rules -------------------------------------------------------
+# --- user templates and switch rules (README "Configuration reference") --------------
 
 
 def test_user_template_used_verbatim_without_switches() -> None:

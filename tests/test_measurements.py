@@ -1,4 +1,7 @@
-"""Measurement datasets: scans grouped between ``__command__ start`` and ``stop`` (spec 09 A)."""
+"""Measurement datasets: scans grouped between ``__command__ start`` and ``stop``.
+
+README "Measurements" describes the behaviour tested here.
+"""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
-    """The configuration and logging options of every tool (spec 01 §1, §2)."""
+    """The configuration and logging options of every tool (README "Running the daemon")."""
     parser.add_argument(
         "-c",
         "--configuration",

@@ -24,7 +24,7 @@ def beamtime_metadata(beamtime_id: str = DEFAULT_BEAMTIME_ID,
                       owner_group: Optional[str] = None,
                       access_groups: Optional[Sequence[str]] = None,
                       facility: str = "PETRA III") -> Dict[str, Any]:
-    """Return the composed beamtime metadata document (spec 03 §3.3.2).
+    """Return a beamtime metadata document: the content of ``beamtime-metadata-<id>.json``.
 
     ``core_path`` None gives the default ``/asap3/...`` path; ``""`` omits it.
     """
