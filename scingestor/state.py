@@ -29,7 +29,7 @@ class Stamps:
 
     @property
     def complete(self) -> bool:
-        """A usable reference for re-ingestion (spec 04 §4.2)."""
+        """A usable reference for re-ingestion (README "Dataset lists": the ingested list)."""
         return self.dataset > 0 and self.datablock > 0 and self.attachment >= 0
 
 
