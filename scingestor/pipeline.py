@@ -63,6 +63,9 @@ class EntryOutcome:
     error: str = ""
     recorded: bool = False
     pid: str = ""
+    action: str = ""  # the dataset: created, patched, new_version, unchanged, skipped; "" not sent
+    datablocks: int = 0  # OrigDatablocks posted or rewritten
+    thumbnails: int = 0  # attachments posted or rewritten
 
     @property
     def ok(self) -> bool:
@@ -335,7 +338,9 @@ class ListProcessor:
             logger.error("%s: %s", entry.scanname, error)
         result = Result.FAILED if errors else Result.INGESTED
         outcome = EntryOutcome(ctx, entry, result, "; ".join(errors), recorded=bool(errors),
-                               pid=sent.pid)
+                               pid=sent.pid, action=sent.action,
+                               datablocks=sent.datablock.count,
+                               thumbnails=sent.attachment.count)
         return outcome, sent.stamps(previous)
 
     def _ingest(
@@ -363,7 +368,8 @@ class ListProcessor:
         dataset = self._sender.send_dataset(ctx, prepared, _measurement(state), fresh=fresh)
         block, thumb = self._sender.send_children(dataset.pid, prepared, replace=False,
                                                   fresh=dataset.fresh)
-        sent = SendResult(dataset.pid, True, prepared.dataset_mtime, block, thumb)
+        sent = SendResult(dataset.pid, True, prepared.dataset_mtime, block, thumb,
+                          action=dataset.action)
         return self._finish(ctx, entry, sent, Stamps(0, previous.datablock, 0))
 
     @staticmethod
@@ -402,15 +408,17 @@ class ListProcessor:
                 entry.scanname, send_dataset, send_datablocks, send_attachments)
             return EntryOutcome(ctx, entry, Result.DRY_RUN), None
         pid = prepared.pid
+        action = ""
         if send_dataset:
-            pid = self._sender.send_dataset(ctx, prepared, _measurement(state)).pid
+            dataset = self._sender.send_dataset(ctx, prepared, _measurement(state))
+            pid, action = dataset.pid, dataset.action
             if pid != prepared.pid and not prepared.datablock.multi:
                 prepared = self._preparer.remake_datablock(ctx, entry, state, prepared)
                 send_datablocks = True
         block, thumb = self._sender.send_children(
             pid, prepared, replace=True, datablocks=send_datablocks,
             attachments=send_attachments)
-        sent = SendResult(pid, send_dataset, prepared.dataset_mtime, block, thumb)
+        sent = SendResult(pid, send_dataset, prepared.dataset_mtime, block, thumb, action=action)
         return self._finish(ctx, entry, sent, known)
 
 

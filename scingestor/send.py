@@ -17,7 +17,7 @@ from .beamtime import ScanDirContext
 from .metadata import MetadataGenerator
 from .prepare import MetadataPart, PreparedScan
 from .scicat.errors import InvalidDocumentError, SciCatAuthError, SciCatError, TransientError
-from .scicat.publish import DatasetPublisher, DatasetResult
+from .scicat.publish import DatasetPublisher, DatasetResult, SyncResult
 from .state import Stamps
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class PartResult:
     state: PartState = PartState.NOT_SENT
     mtime: float = 0.0
     error: str = ""
+    count: int = 0  # objects posted or rewritten on the server
 
     def stamp(self, previous: float) -> float:
         """The ingested-list stamp: the file's mtime, ``-1`` failed, else ``previous``."""
@@ -55,6 +56,7 @@ class SendResult:
     dataset_mtime: float
     datablock: PartResult = PartResult()
     attachment: PartResult = PartResult()
+    action: str = ""  # what happened to the dataset (DatasetResult.action), "" not sent
 
     @property
     def errors(self) -> list[str]:
@@ -114,13 +116,16 @@ class ScanSender:
         return block, thumb
 
 
-def _send_part(what: str, part: MetadataPart, send: Callable[[list[dict]], object]) -> PartResult:
+def _send_part(what: str, part: MetadataPart,
+               send: Callable[[list[dict]], SyncResult]) -> PartResult:
     if part.error:
         return PartResult(PartState.FAILED, error=f"{what}: {part.error}")
     try:
-        send(list(part.documents))
+        synced = send(list(part.documents))
     except (TransientError, SciCatAuthError):
         raise
     except SciCatError as exc:
         return PartResult(PartState.FAILED, error=f"{what}: {exc}")
-    return PartResult(PartState.SENT, part.mtime) if part.exists else PartResult()
+    if not part.exists:
+        return PartResult()
+    return PartResult(PartState.SENT, part.mtime, count=synced.posted + synced.updated)
