@@ -240,7 +240,7 @@ def test_base_dir_existing_and_new_beamtime_dirs(start, tmp_path) -> None:
 def test_invalid_json_warns_once_and_is_retried_when_fixed(start, bt, caplog) -> None:
     caplog.set_level(logging.WARNING, logger="scingestor.watch")
     listfile = write_list(bt / "raw")
-    _, sink = start(beamtime_dirs=[str(bt)])
+    watcher, sink = start(beamtime_dirs=[str(bt)])
     path = os.path.join(str(bt), f"beamtime-metadata-{BT}.json")
     with open(path, "w") as handle:
         handle.write('{"beamtimeId": ')
@@ -250,11 +250,13 @@ def test_invalid_json_warns_once_and_is_retried_when_fixed(start, bt, caplog) ->
                 if r.levelno == logging.WARNING and path in r.getMessage()]
 
     assert wait_until(lambda: len(warnings()) == 1)
-    assert "cannot be watched" in warnings()[0]
+    assert path not in watcher.snapshot().beamtime_files
+    assert sink.keys("bt+") == [] and sink.count("found", listfile) == 0
     write_beamtime(bt)
     assert sink.wait_for(lambda: sink.count("found", listfile) == 1)
-    assert len(warnings()) == 1
+    assert len(warnings()) == 1  # reported once, while it was broken
     assert sink.keys("bt+") == [path]
+    assert path in watcher.snapshot().beamtime_files
 
 
 @needs_inotify
@@ -264,7 +266,11 @@ def test_unusable_paths_only_warn(start, bt, caplog) -> None:
     listfile = write_list(bt / "raw")
     watcher, sink = start(beamtime_dirs=["/no/such\0dir", str(bt), str(bt / "missing")])
     assert sink.keys("found") == [listfile]
-    assert any("cannot be used" in r.getMessage() for r in caplog.records)
+    dirs = watcher.snapshot().beamtime_dirs
+    assert str(bt) in dirs and not any(d.startswith("/no/such") for d in dirs)
+    # the unusable path is reported (named), not fatal
+    assert any(r.levelno == logging.WARNING and "/no/such" in r.getMessage()
+               for r in caplog.records)
     watcher.rescan()
     write_list(bt / "raw")
     assert sink.wait_for(lambda: sink.count("changed", listfile) >= 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import multiprocessing
 import os
 
@@ -115,8 +116,11 @@ def test_read_entries_replaces_undecodable_bytes(tmp_path, caplog):
     path = tmp_path / "scicat-datasets-1.lst"
     path.write_bytes(b"\ngood_00001\nbad\xff\xfe_00002\ngood_00003")
     entries = read_entries(str(path))
-    assert [e.scanname for e in entries][0::2] == ["good_00001", "good_00003"]
-    assert any(":3: undecodable" in record.getMessage() for record in caplog.records)
+    assert [(e.lineno, e.line) for e in entries] == [
+        (2, "good_00001"), (3, "bad\ufffd\ufffd_00002"), (4, "good_00003")]
+    # reported once, naming the file and the line
+    assert [r.getMessage().startswith(f"{path}:3:") for r in caplog.records
+            if r.levelno == logging.WARNING] == [True]
 
 
 # --- THE name rule (what we write) ---------------------------------------------------------

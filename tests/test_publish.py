@@ -458,11 +458,18 @@ def test_proposal_pattern_and_encoding(scicat_server, tmp_path):
     assert get.path == "/api/v3/Proposals/DESY%2F11112222"
 
 
+def proposal_warnings(caplog):
+    """The warnings of the publisher that name the proposal (the fall-back is reported)."""
+    return [r for r in caplog.records if r.name == "scingestor.scicat.publish"
+            and r.levelno == logging.WARNING and PROPOSAL in r.getMessage()]
+
+
 def test_proposal_not_found_warns(scicat_server, tmp_path, caplog):
     publisher = make_publisher(scicat_server, tmp_path)
     with caplog.at_level(logging.WARNING, logger="scingestor.scicat.publish"):
         assert publisher.fetch_proposal_groups("11112222", BT) == (None, None)
-    assert PROPOSAL in caplog.text and "not found" in caplog.text
+    assert [r.status for r in scicat_server.requests_matching("GET", "Proposals")] == [404]
+    assert len(proposal_warnings(caplog)) == 1
 
 
 def test_proposal_server_error_warns(scicat_server, tmp_path, caplog):
@@ -471,4 +478,6 @@ def test_proposal_server_error_warns(scicat_server, tmp_path, caplog):
     scicat_server.faults.fail_next(5, status=500, method="GET", path="Proposals")
     with caplog.at_level(logging.WARNING, logger="scingestor.scicat.publish"):
         assert publisher.fetch_proposal_groups("11112222", BT) == (None, None)
-    assert "500" in caplog.text
+    # tried max_request_tries_number times, then the default groups are kept
+    assert [r.status for r in scicat_server.requests_matching("GET", "Proposals")] == [500] * 3
+    assert len(proposal_warnings(caplog)) == 1
