@@ -336,7 +336,9 @@ class ListProcessor:
         errors = sent.errors
         for error in errors:
             logger.error("%s: %s", entry.scanname, error)
-        result = Result.FAILED if errors else Result.INGESTED
+        wrote = (sent.action not in ("", "unchanged", "skipped")
+                 or sent.datablock.count or sent.attachment.count)
+        result = Result.FAILED if errors else (Result.INGESTED if wrote else Result.UNCHANGED)
         outcome = EntryOutcome(ctx, entry, result, "; ".join(errors), recorded=bool(errors),
                                pid=sent.pid, action=sent.action,
                                datablocks=sent.datablock.count,

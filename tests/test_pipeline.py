@@ -367,7 +367,7 @@ def test_reingest_line_of_an_unchanged_scan_sends_nothing(
     scicat_server.clear_requests()
     f.append_list(None, "scan_00001:1718000000.5")
     result = pipe.process()
-    assert (result.processed, result.failed) == (1, 0)
+    assert (result.processed, result.failed, result.unchanged) == (1, 0, 1)
     assert writes(scicat_server) == []
     assert [line for line, _ in records(f)] == ["scan_00001", "scan_00001:1718000000.5"]
 
