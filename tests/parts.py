@@ -53,6 +53,11 @@ INSTALL: Dict[str, str] = {
                "(sysctl fs.inotify.max_user_instances)",
     "setpriv": "util-linux's setpriv (apt-get install util-linux), needed as root to drop "
                "the capability to read any file",
+    "systemd-analyze": "as root: apt-get install --no-install-recommends systemd "
+                       "(bash scripts/setup.sh does it when run as root; systemd need not "
+                       "run as init)",
+    "sandbox": "run the tests as root (a mount namespace and setpriv --reuid=nobody) with "
+               "util-linux's setpriv, and the test interpreter usable by user nobody",
 }
 
 

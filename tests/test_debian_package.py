@@ -221,6 +221,9 @@ def test_systemd_unit_is_installed_but_not_enabled(lib, tmp_path):
     unit = units[0].read_text(encoding="utf-8")
     assert re.search(r"^ExecStart=/usr/bin/scicat_dataset_ingestor -c ", unit, re.M)
     assert re.search(r"^WantedBy=multi-user.target$", unit, re.M)
+    # the sandbox (tests/test_systemd_unit.py rates it) and its user
+    assert re.search(r"^User=scingestor$", unit, re.M)
+    assert re.search(r"^ProtectSystem=strict$", unit, re.M)
     script = (tmp_path / "root" / "usr/bin/scicat_dataset_ingestor").read_text(encoding="utf-8")
     assert script.startswith("#!/usr/bin/python3")
     assert "scingestor.cli.daemon" in script
@@ -254,3 +257,25 @@ def test_no_file_is_in_both_packages(lib, server):
     files_lib = {name for name, mode in lib.entries.items() if not mode.startswith("d")}
     files_server = {name for name, mode in server.entries.items() if not mode.startswith("d")}
     assert files_lib & files_server == set()
+
+
+def test_package_creates_the_system_user_of_the_unit(lib, tmp_path):
+    """postinst: a system user and group "scingestor" (adduser), before debhelper's part."""
+    assert "adduser" in lib.relations("Depends")
+    subprocess.run(["dpkg-deb", "-e", str(lib.path), str(tmp_path / "control")], check=True)
+    postinst = (tmp_path / "control" / "postinst").read_text(encoding="utf-8")
+    joined = postinst.replace("\\\n", " ")     # continuation lines
+    command = re.search(r"^\s*adduser (.*)$", joined, re.M)
+    assert command, postinst
+    words = command.group(1).split()
+    assert words[-1] == "scingestor"
+    for option in ("--system", "--group", "--home", "/var/lib/scingestor", "--shell",
+                   "/usr/sbin/nologin"):
+        assert option in words, option
+    assert "getent passwd scingestor" in postinst
+    assert postinst.index("adduser") < postinst.index("deb-systemd-helper")
+    # purge removes the state directory, not the user (its uid owns files elsewhere)
+    postrm = (tmp_path / "control" / "postrm").read_text(encoding="utf-8")
+    assert "rm -rf /var/lib/scingestor" in postrm
+    assert "deluser" not in postrm
+
