@@ -1,3 +1,3 @@
 """scingestor: ingest finished beamline scans into the SciCat metadata catalogue."""
 
-__version__ = "2.0.0"
+__version__ = "2.1.0"
