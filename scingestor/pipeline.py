@@ -9,12 +9,13 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Container, Optional
 
 from .beamtime import ScanDirContext
 from .config import IngestorConfig
 from .journal import IntentJournal
 from .listproto import Entry, EntryKind, UnsafeNameError, read_entries
+from .liststate import ListState
 from .metadata import MeasurementState, MetadataError, MetadataGenerator
 from .prepare import PreparedScan, ScanPreparer
 from .runner import GeneratorError, GeneratorRunner
@@ -124,6 +125,7 @@ class ListProcessor:
         self._dry_run = dry_run
         self._lists: dict[str, IngestedList] = {}
         self._journals: dict[str, IntentJournal] = {}
+        self._states: dict[str, ListState] = {}
         self._backoff: dict[tuple[str, str], _Backoff] = {}
         self._reported_invalid: set[tuple[str, str]] = set()
         self._groups: dict[str, tuple[Optional[str], Optional[list[str]]]] = {}
@@ -150,29 +152,42 @@ class ListProcessor:
             journal = self._journals[ctx.ingested_path] = IntentJournal(ctx.ingested_path)
         return journal
 
+    def list_state(self, ctx: ScanDirContext) -> ListState:
+        """The in-memory state of a dataset list (README "Dataset lists")."""
+        state = self._states.get(ctx.list_path)
+        if state is None:
+            state = ListState(
+                ctx.list_path,
+                execute_commands=self._cfg.execute_commands,
+                report=lambda entry, reason: self._report_once(ctx, entry, reason),
+            )
+            self._states[ctx.list_path] = state
+        return state
+
     def forget(self, ctx: ScanDirContext) -> None:
         """Drop cached state of a list that is no longer watched."""
         self._lists.pop(ctx.ingested_path, None)
         self._journals.pop(ctx.ingested_path, None)
+        self._states.pop(ctx.list_path, None)
         for key in [key for key in self._backoff if key[0] == ctx.list_path]:
             del self._backoff[key]
 
-    def waiting(self, ctx: ScanDirContext) -> tuple[list[Entry], Optional[str]]:
-        """Entries not yet ingested (commands excluded) and the open measurement."""
-        entries = read_entries(ctx.list_path)
-        ingested = self.ingested_list(ctx)
+    def _read(self, ctx: ScanDirContext, ingested: IngestedList) -> ListState:
+        """Read what was appended to the list since the last pass (O(new lines))."""
         ingested.refresh()
-        state = MeasurementState()
-        waiting = []
-        for entry in entries:
-            if entry.kind is EntryKind.START and self._cfg.execute_commands:
-                state.start(entry.measurement)
-            elif entry.kind is EntryKind.STOP and self._cfg.execute_commands:
-                state.stop()
-            elif not entry.is_command and entry.kind is not EntryKind.INVALID:
-                if not ingested.is_ingested(entry.line):
-                    waiting.append(entry)
-        return waiting, (state.measurement if state.active else None)
+        state = self.list_state(ctx)
+        state.update(ingested.generation, ingested.is_ingested)
+        return state
+
+    def waiting(self, ctx: ScanDirContext) -> tuple[list[Entry], Optional[str]]:
+        """Entries not yet ingested (commands excluded) and the open measurement.
+
+        Costs O(appended lines + waiting entries), not O(list) (docs/architecture.md
+        "Reading only what was appended").
+        """
+        ingested = self.ingested_list(ctx)
+        state = self._read(ctx, ingested)
+        return state.waiting(ingested.is_ingested), state.measurement
 
     def _complete_groups(self, ctx: ScanDirContext) -> ScanDirContext:
         bt = ctx.beamtime
@@ -191,52 +206,69 @@ class ListProcessor:
 
         Raises :class:`BatchPostponed` when SciCat cannot be used; nothing is lost then.
         """
-        result = ListResult()
         ingested = self.ingested_list(ctx)
         with ingested.locked():
-            ingested.refresh()
+            if reingest_all:
+                ingested.refresh()
+                return self._process_all(self._complete_groups(ctx), ingested)
+            state = self._read(ctx, ingested)
             journal = self.journal(ctx)
             journal.refresh()
-            entries = read_entries(ctx.list_path)
             ctx = self._complete_groups(ctx)
-            state = MeasurementState()
-            started: set[str] = set()
-            new_records: list[Record] = []
+            result = ListResult()
             now = time.time()
-            for entry in entries:
+            for item in state.pending():
                 if self._stop.is_set():
                     break
-                if entry.is_command:
-                    self._command(ctx, entry, state, started, reingest_all)
+                entry = item.entry
+                if ingested.is_ingested(entry.line):
+                    state.done(item)
                     continue
-                if entry.kind is EntryKind.INVALID:
-                    self._report_invalid(ctx, entry)
-                    continue
-                if not reingest_all and ingested.is_ingested(entry.line):
-                    continue
+                started = state.started_before(item)
                 if self._empty_measurement(ctx, entry, started):
                     continue
                 backoff = self._backoff.get((ctx.list_path, entry.line))
-                if backoff is not None and backoff.due > now and not reingest_all:
+                if backoff is not None and backoff.due > now:
                     result.waiting += 1
                     result.retry_at = _earliest(result.retry_at, backoff.due)
                     continue
                 outcome, stamps = self._process_entry(
-                    ctx, entry, state, started, reingest_all, ingested)
+                    ctx, entry, MeasurementState(*item.replay), started, False, ingested)
                 result.processed += 1
-                if stamps is not None:
-                    if reingest_all:
-                        new_records.append(Record(entry.line, stamps))
-                    elif not self._dry_run:
-                        ingested.record(entry.line, stamps)
+                if stamps is not None and not self._dry_run:
+                    ingested.record(entry.line, stamps)
+                if ingested.is_ingested(entry.line):
+                    state.done(item)
                 self._account(ctx, entry, outcome, result)
-            if reingest_all and not self._dry_run and not self._stop.is_set():
-                ingested.replace_all(new_records)
             journal.compact(ingested.is_ingested)
-        result.measurement = state.measurement if state.active else None
+        result.measurement = state.measurement
         return result
 
-    def _empty_measurement(self, ctx: ScanDirContext, entry: Entry, started: set[str]) -> bool:
+    def _process_all(self, ctx: ScanDirContext, ingested: IngestedList) -> ListResult:
+        """Re-ingestion of every entry of the list (``scicat_dataset_ingest``): commands
+        are not executed, the ingested list is replaced at the end."""
+        result = ListResult()
+        new_records: list[Record] = []
+        for entry in read_entries(ctx.list_path):
+            if self._stop.is_set():
+                break
+            if entry.is_command:
+                continue
+            if entry.kind is EntryKind.INVALID:
+                self._report_once(ctx, entry, entry.reason)
+                continue
+            outcome, stamps = self._process_entry(
+                ctx, entry, MeasurementState(), set(), True, ingested)
+            result.processed += 1
+            if stamps is not None:
+                new_records.append(Record(entry.line, stamps))
+            self._account(ctx, entry, outcome, result)
+        if not self._dry_run and not self._stop.is_set():
+            ingested.replace_all(new_records)
+        return result
+
+    def _empty_measurement(self, ctx: ScanDirContext, entry: Entry,
+                           started: Container[str]) -> bool:
         """A measurement line of a measurement that grouped no scan: nothing to send."""
         if entry.scanname not in started or self._cfg.force_generate_measurement:
             return False
@@ -271,29 +303,6 @@ class ListProcessor:
         if self._on_outcome is not None:
             self._on_outcome(outcome)
 
-    def _command(
-        self,
-        ctx: ScanDirContext,
-        entry: Entry,
-        state: MeasurementState,
-        started: set[str],
-        reingest_all: bool,
-    ) -> None:
-        if not self._cfg.execute_commands or reingest_all:
-            return
-        if entry.kind is EntryKind.START:
-            state.start(entry.measurement)
-            started.add(entry.measurement)
-        elif entry.kind is EntryKind.STOP:
-            if not state.active:
-                self._report_once(ctx, entry, "'__command__ stop' without a running measurement")
-            state.stop()
-        else:
-            self._report_once(ctx, entry, entry.reason)
-
-    def _report_invalid(self, ctx: ScanDirContext, entry: Entry) -> None:
-        self._report_once(ctx, entry, entry.reason)
-
     def _report_once(self, ctx: ScanDirContext, entry: Entry, reason: str) -> None:
         key = (ctx.list_path, f"{entry.lineno}:{entry.line}")
         if key not in self._reported_invalid:
@@ -308,7 +317,7 @@ class ListProcessor:
         ctx: ScanDirContext,
         entry: Entry,
         state: MeasurementState,
-        started: set[str],
+        started: Container[str],
         reingest_all: bool,
         ingested: IngestedList,
     ) -> tuple[EntryOutcome, Optional[Stamps]]:
@@ -350,7 +359,7 @@ class ListProcessor:
         ctx: ScanDirContext,
         entry: Entry,
         state: MeasurementState,
-        started: set[str],
+        started: Container[str],
         ingested: IngestedList,
     ) -> tuple[EntryOutcome, Optional[Stamps]]:
         """Normal ingestion of a plain scan line (README "Dataset lists")."""
@@ -387,7 +396,7 @@ class ListProcessor:
         ctx: ScanDirContext,
         entry: Entry,
         state: MeasurementState,
-        started: set[str],
+        started: Container[str],
         ingested: IngestedList,
     ) -> tuple[EntryOutcome, Optional[Stamps]]:
         """Re-ingestion of one line (README "Re-ingestion"): send only what changed."""

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Container, Optional
 
 from .beamtime import ScanDirContext
 from .config import IngestorConfig
@@ -92,7 +92,7 @@ class ScanPreparer:
         return self._generator
 
     def prepare(self, ctx: ScanDirContext, entry: Entry, state: MeasurementState,
-                started: set[str], *, refresh_datablock: bool = False) -> PreparedScan:
+                started: Container[str], *, refresh_datablock: bool = False) -> PreparedScan:
         """Make the metadata files of ``entry`` current and read them.
 
         ``refresh_datablock`` (re-ingestion) compares a single-object datablock

@@ -1,4 +1,5 @@
-"""Smoke test of the benchmark: ``bench/run.py --quick`` runs and prints every figure.
+"""Smoke test of the benchmark: ``bench/run.py --quick`` (and ``bench/long_list.py``) run
+and print every figure.
 
 The measured values are never checked here (they depend on the machine); the
 benchmark itself prints OK/MISSED beside each target.
@@ -40,3 +41,16 @@ def test_quick_benchmark_runs_and_prints_every_figure():
         rows = [line for line in table.splitlines() if line.startswith(name + " ")]
         assert rows, f"{name!r} missing from:\n{table}"
         assert rows[0].rstrip().endswith(("OK", "MISSED")), rows[0]
+
+
+def test_long_list_benchmark_runs_and_prints_its_figures():
+    script = os.path.join(ROOT, "bench", "long_list.py")
+    result = subprocess.run(
+        [sys.executable, script, "--sizes", "200,2000", "--scans", "1"], capture_output=True,
+        text=True, timeout=300, stdin=subprocess.DEVNULL, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for name in ("one more scan, long list: latency", "one more scan, long list: CPU",
+                 "resident memory, long list"):
+        rows = [line for line in result.stdout.splitlines() if line.startswith(name + " ")]
+        assert rows and rows[0].rstrip().endswith(("OK", "MISSED")), result.stdout

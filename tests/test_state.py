@@ -1,11 +1,16 @@
-"""The ingested list: format, 'already ingested' rules, atomic writes, locking."""
+"""The ingested list: format, 'already ingested' rules, appends, compaction, locking."""
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
+import random
+import signal
 
-from scingestor.state import IngestedList, Stamps, atomic_write, parse_record
+import pytest
+
+from scingestor.state import IngestedList, Record, Stamps, atomic_write, parse_record
 
 
 def test_record_format_round_trip(tmp_path):
@@ -113,3 +118,188 @@ def test_lock_excludes_another_process(tmp_path):
     mine = IngestedList(path)
     with mine.locked():
         pass
+
+
+# -- append-only writing, torn lines, compaction, other writers (README "What we changed") --
+def _lines(path):
+    return path.read_text().splitlines()
+
+
+def test_records_are_appended_to_the_same_file(tmp_path):
+    path = tmp_path / "i.lst"
+    ingested = IngestedList(str(path))
+    ingested.refresh()
+    ingested.record("a", Stamps(1.5, 1.5, 0))
+    inode = path.stat().st_ino
+    read = ingested.bytes_read
+    for key in "bcd":
+        ingested.record(key, Stamps(2.5, 2.5, 0))
+    assert path.stat().st_ino == inode  # appended, not replaced
+    assert ingested.bytes_read == read  # our own appends are not read back
+    assert _lines(path) == ["a 1.5 1.5 0", "b 2.5 2.5 0", "c 2.5 2.5 0", "d 2.5 2.5 0"]
+
+
+@pytest.mark.parametrize("torn", ["b 1.5 2.5", "b 1.5 2.5 0", "b", "b 1.5 2."])
+def test_a_torn_last_line_is_never_a_record_and_is_cut_off(tmp_path, caplog, torn):
+    path = tmp_path / "i.lst"
+    path.write_text("a 1.5 1.5 0\n" + torn)
+    ingested = IngestedList(str(path))
+    ingested.refresh()
+    assert ingested.is_ingested("a")
+    assert not ingested.is_ingested("b")  # "b 1.5 2.5" would be a legacy line: done
+    assert ingested.last_stamps("b") is None
+    ingested.record("c", Stamps(3.5, 3.5, 0))
+    assert _lines(path) == ["a 1.5 1.5 0", "c 3.5 3.5 0"]
+    assert any("incomplete last line" in r.getMessage() for r in caplog.records)
+    again = IngestedList(str(path))
+    again.refresh()
+    assert [r.key for r in again.records] == ["a", "c"]
+
+
+def test_appends_of_another_process_are_read_incrementally(tmp_path):
+    path = tmp_path / "i.lst"
+    path.write_text("".join(f"old_{n:05d} 1.5 1.5 0\n" for n in range(5000)))
+    mine = IngestedList(str(path))
+    mine.refresh()
+    generation, read = mine.generation, mine.bytes_read
+    with open(path, "a") as handle:
+        handle.write("x 2.5 2.5 0\n")
+    mine.refresh()
+    assert mine.is_ingested("x") and mine.generation == generation
+    assert mine.bytes_read - read < 1024  # the window before the offset + the new line
+    read = mine.bytes_read
+    mine.refresh()  # nothing changed: not even the window is read
+    assert mine.bytes_read == read
+
+
+def test_a_rewrite_by_another_process_is_detected(tmp_path):
+    path = tmp_path / "i.lst"
+    mine = IngestedList(str(path))
+    mine.refresh()
+    mine.record("a", Stamps(1.5, 1.5, 0))
+    mine.record("b", Stamps(1.5, 1.5, 0))
+    other = IngestedList(str(path))
+    other.refresh()
+    other.replace_all([Record("b", Stamps(2.5, 2.5, 0)), Record("c", Stamps(3.5, 3.5, 0))])
+    generation = mine.generation
+    mine.refresh()
+    assert mine.generation == generation + 1
+    assert not mine.is_ingested("a") and mine.reference("b") == Stamps(2.5, 2.5, 0)
+    # rewritten in place, same size, same inode (an editor, a careless script)
+    generation = mine.generation
+    text = path.read_text()
+    path.write_text(text.replace("c 3.5", "d 3.5"))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10_000_000))
+    mine.refresh()
+    assert mine.generation == generation + 1
+    assert mine.is_ingested("d") and not mine.is_ingested("c")
+    # truncated
+    path.write_text("")
+    mine.refresh()
+    assert not mine.is_ingested("d") and mine.records == ()
+    # removed
+    mine.record("e", Stamps(1.5, 1.5, 0))
+    path.unlink()
+    mine.refresh()
+    assert not mine.is_ingested("e")
+
+
+def test_compaction_threshold_and_content(tmp_path, caplog):
+    caplog.set_level(logging.INFO, "scingestor.state")
+    path = tmp_path / "i.lst"
+    ingested = IngestedList(str(path), compact_min=10)
+    ingested.refresh()
+    for key in "abcde":
+        ingested.record(key, Stamps(1.5, 1.5, 0))
+    inode = path.stat().st_ino
+    for number in range(9):  # 9 superseded records: below compact_min
+        ingested.record("a", Stamps(2.0 + number, 2.5, 0))
+    assert len(_lines(path)) == 14 and path.stat().st_ino == inode
+    ingested.record("a", Stamps(20.5, 20.5, 0))  # 10 superseded > 5 live: compacted
+    assert path.stat().st_ino != inode
+    assert sorted(_lines(path)) == sorted(
+        ["b 1.5 1.5 0", "c 1.5 1.5 0", "d 1.5 1.5 0", "e 1.5 1.5 0", "a 20.5 20.5 0"])
+    assert any("compacted" in r.getMessage() for r in caplog.records)
+    assert [name for name in os.listdir(tmp_path) if name.startswith(".")] == []
+    ingested.record("f", Stamps(1.5, 1.5, 0))  # appended to the compacted file
+    assert _lines(path)[-1] == "f 1.5 1.5 0"
+    again = IngestedList(str(path))
+    again.refresh()
+    assert again.reference("a") == Stamps(20.5, 20.5, 0) and again.is_ingested("f")
+
+
+def test_no_compaction_while_superseded_records_are_fewer_than_live_ones(tmp_path):
+    path = tmp_path / "i.lst"
+    ingested = IngestedList(str(path), compact_min=3)
+    ingested.refresh()
+    for key in range(10):
+        ingested.record(f"k{key}", Stamps(1.5, 1.5, 0))
+    for _ in range(9):
+        ingested.record("k0", Stamps(2.5, 2.5, 0))
+    assert len(_lines(path)) == 19
+
+
+READERS = [dict(), dict(retry_failed=False), dict(retry_failed_attachment=True)]
+
+
+def _answers(path, keys, options):
+    reader = IngestedList(str(path), **options)
+    reader.refresh()
+    return [(reader.is_ingested(k), reader.reference(k), reader.last_stamps(k)) for k in keys]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_compaction_changes_no_answer_for_any_reader(tmp_path, seed):
+    rng = random.Random(seed)
+    values = [0, -1, 0, 1718000000.25, 1718000001.5]
+    keys = ["s1", "s2", "s3", "s1:17.5"]
+    lines = []
+    for _ in range(rng.randint(1, 40)):
+        key = rng.choice(keys)
+        if rng.random() < 0.1:
+            lines.append(key + "\n")  # legacy line
+        else:
+            lines.append(f"{key} {' '.join(str(rng.choice(values)) for _ in range(3))}\n")
+    full = tmp_path / "full.lst"
+    full.write_text("".join(lines))
+    compacted = tmp_path / "compacted.lst"
+    compacted.write_text("".join(lines))
+    writer = IngestedList(str(compacted))
+    writer.refresh()
+    writer.compact()
+    assert len(_lines(compacted)) <= len(lines)
+    for options in READERS:
+        assert _answers(full, keys, options) == _answers(compacted, keys, options), options
+
+
+def _compact_and_die(path, when):
+    ingested = IngestedList(path, compact_min=1)
+    ingested.refresh()
+    real = os.replace
+
+    def replace(src, dst):
+        if when == "after":
+            real(src, dst)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    os.replace = replace
+    ingested.record("a", Stamps(9.5, 9.5, 0))  # the last superseded one: compaction
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_kill_during_compaction_leaves_the_old_or_the_new_file(tmp_path, when):
+    path = tmp_path / "i.lst"
+    path.write_text("a 1.5 1.5 0\na 2.5 2.5 0\na 3.5 3.5 0\nb 1.5 1.5 0\n")
+    child = multiprocessing.get_context("fork").Process(
+        target=_compact_and_die, args=(str(path), when))
+    child.start()
+    child.join(30)
+    assert child.exitcode == -signal.SIGKILL
+    if when == "before":  # the appended record is there, the file not yet replaced
+        assert _lines(path) == ["a 1.5 1.5 0", "a 2.5 2.5 0", "a 3.5 3.5 0", "b 1.5 1.5 0",
+                                "a 9.5 9.5 0"]
+    else:
+        assert sorted(_lines(path)) == ["a 9.5 9.5 0", "b 1.5 1.5 0"]
+    reader = IngestedList(str(path))
+    reader.refresh()
+    assert reader.reference("a") == Stamps(9.5, 9.5, 0) and reader.is_ingested("b")
