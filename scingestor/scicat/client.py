@@ -14,7 +14,7 @@ import requests
 from urllib3.exceptions import NewConnectionError
 
 from scingestor.credentials import CredentialError
-from scingestor.logsetup import register_secret
+from scingestor.logsetup import register_secret, unregister_secret
 from scingestor.scicat.errors import (
     DeleteForbiddenError,
     RejectedError,
@@ -263,6 +263,9 @@ class SciCatClient:
         return Secret(value), lifetime
 
     def _set_token(self, token: Secret, lifetime: Optional[float]) -> None:
+        old = self._token
+        if old and token and old.reveal() != token.reveal():
+            unregister_secret(old.reveal())  # only live secrets are masked (and searched)
         self._token = token
         if lifetime is None or lifetime <= 0:
             self._token_expires = None
@@ -315,7 +318,7 @@ class SciCatClient:
             logger.info("SciCat refused the token (%s %s): logging in again",
                         method, strip_query(response.url))
             with self._login_lock:
-                self._token = None
+                self._token_expires = 0.0  # refused: not valid any more
                 token = self._login_locked()
             response = self._send(method, url, data, idempotent=idempotent,
                                   token=token, params=params)
