@@ -55,7 +55,8 @@ class IngestorService(RecentScans):
         self._wakeup = threading.Condition(self._lock)
         self._stop_event = threading.Event()
         self._subscribers: list[StatusCallback] = []
-        self._status = StatusSnapshot(scicat_url=cfg.scicat_url)
+        self._status = StatusSnapshot(scicat_url=cfg.scicat_url,
+                                      scicat_web_url=cfg.scicat_web_url)
         self._contexts: dict[str, ScanDirContext] = {}
         self._beamtimes: dict[str, Beamtime] = {}
         self._due: dict[str, float] = {}

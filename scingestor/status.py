@@ -26,6 +26,7 @@ class StatusSnapshot:
     state: State = State.INIT
     status: str = "Not started."
     scicat_url: str = ""
+    scicat_web_url: str = ""  # the catalogue's web address (scicat_web_url), '' when unset
     scicat_reachable: bool = False
     watch_mode: str = ""
     watched_beamtimes: tuple[str, ...] = ()
