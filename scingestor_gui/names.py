@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["attribute_model"]
+__all__ = ["APP_NAME", "ORGANIZATION", "OVERVIEW_PANEL", "attribute_model", "panel_name"]
+
+#: The application and organisation names of ``scingestor-gui`` (its settings file).
+APP_NAME = "scingestor-gui"
+ORGANIZATION = "scingestor"
+#: The name of the overview panel in the TaurusGUI.
+OVERVIEW_PANEL = "Ingestors"
 
 
 def attribute_model(device: str, attribute: str) -> str:
@@ -22,3 +28,11 @@ def attribute_model(device: str, attribute: str) -> str:
         if base.startswith("//"):
             return f"tango-nodb:{base}/{attribute}"
     return f"{base}/{attribute}{separator}{fragment}"
+
+
+def panel_name(device: str) -> str:
+    """The TaurusGUI panel name of a device's panel: its name without scheme and host."""
+    name = device.split("#", 1)[0]
+    if "://" in name:
+        name = name.split("://", 1)[1].split("/", 1)[1]
+    return name.strip("/")
