@@ -46,6 +46,12 @@ class IngestorGui(TaurusGui):
         self.createPanel(self.overview, OVERVIEW_PANEL, permanent=True)
         TaurusGui.loadConfiguration(self, confname)
 
+    def _loadManualUri(self, conf, xmlroot) -> None:  # noqa: ANN001 - TaurusGui's hook
+        # Without QtWebEngine TaurusGui makes an empty "Manual" panel whose saved settings
+        # it cannot restore (an error box at the next start): no manual panel then.
+        if getattr(self, "helpManualBrowser", None) is not None:
+            TaurusGui._loadManualUri(self, conf, xmlroot)
+
     def openIngestor(self, device: str) -> IngestorPanel:
         """Show the panel of ``device``, creating it (custom, permanent) if needed."""
         name = panel_name(device)
@@ -61,5 +67,6 @@ class IngestorGui(TaurusGui):
         return panel.widget()
 
     def ingestorPanels(self) -> List[str]:
-        """The names of the ingestor panels (every panel but the overview)."""
-        return [name for name in self.getPanelNames() if name != OVERVIEW_PANEL]
+        """The names of the panels that hold an :class:`IngestorPanel`."""
+        return [name for name in self.getPanelNames()
+                if isinstance(self.getPanel(name).widget(), IngestorPanel)]

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import sys
@@ -38,6 +39,7 @@ class Qt_:
         self.Qt = Qt
         self.app = TaurusApplication([sys.argv[0]], cmd_line_parser=None, app_name=name,
                                      org_name="scingestor")
+        sys.excepthook = sys.__excepthook__  # not Taurus' dialog box: fail at once
 
     def wait(self, what: str, predicate: Callable[[], Any],
              shown: Callable[[], Any] = lambda: "") -> Any:
@@ -128,7 +130,7 @@ def child_history(args: argparse.Namespace) -> Dict[str, Any]:
 
 def child_overview(args: argparse.Namespace) -> Dict[str, Any]:
     qt = Qt_("scingestor-gui")
-    from scingestor_gui.gui import OVERVIEW_PANEL, IngestorGui
+    from scingestor_gui.gui import IngestorGui
     from scingestor_gui.overview import find_ingestors
 
     devices = find_ingestors()
@@ -148,17 +150,28 @@ def child_overview(args: argparse.Namespace) -> Dict[str, Any]:
     panel = gui.getPanel(gui.ingestorPanels()[0]).widget()
     seen["panel_model"] = panel.getModel()
     qt.wait("the opened panel", lambda: panel.valueWidget("State").text() == "ON")
-    seen["panel_ingested"] = panel.valueWidget("IngestedCount").text()
+    seen["panel_ingested"] = qt.wait("the count", lambda: panel.valueWidget(
+        "IngestedCount").text())
     gui.savePerspective("hall")
     gui.saveSettings()
     seen["perspectives"] = gui.getPerspectivesList()
     gui.hide()
-    again = IngestorGui(devices, settingsname=args.settings)
-    seen["restored_panels"] = again.getPanelNames()
-    restored = again.getPanel(seen["ingestor_panels"][0]).widget()
-    seen["restored_class"] = type(restored).__name__
-    seen["restored_model"] = restored.getModel() if restored is not None else ""
-    seen["overview_panel"] = OVERVIEW_PANEL in again.getPanelNames()
+    return seen
+
+
+def child_restore(args: argparse.Namespace) -> Dict[str, Any]:
+    """``scingestor-gui`` started again with the same settings (a new process)."""
+    qt = Qt_("scingestor-gui")
+    from scingestor_gui.gui import OVERVIEW_PANEL, IngestorGui
+    from scingestor_gui.overview import find_ingestors
+
+    again = IngestorGui(find_ingestors(), settingsname=args.settings)
+    qt.settle(0.3)
+    seen: Dict[str, Any] = {"restored_panels": again.ingestorPanels(),
+                            "overview_panel": OVERVIEW_PANEL in again.getPanelNames(),
+                            "perspectives": again.getPerspectivesList()}
+    restored = [again.getPanel(name).widget() for name in again.ingestorPanels()]
+    seen["restored_models"] = [widget.getModel() for widget in restored]
     again.hide()
     return seen
 
@@ -169,10 +182,20 @@ def child_text(args: argparse.Namespace) -> Dict[str, Any]:
     Qt = qt.Qt
     with open(args.input, encoding="utf-8") as handle:
         lines = handle.read().rstrip("\n").split("\n")
-    font = Qt.QFontDatabase.systemFont(Qt.QFontDatabase.FixedFont)
-    font.setPointSize(10)
+    font = Qt.QFont("DejaVu Sans Mono", 10)
+    font.setStyleHint(Qt.QFont.Monospace)
+    font.setFixedPitch(True)
     metrics = Qt.QFontMetrics(font)
     columns = args.columns
+    wrapped = []
+    for line in lines:  # a terminal wraps long lines
+        mark = "!" if line.startswith("!") else ""
+        body = line[len(mark):]
+        while len(body) > columns:
+            wrapped.append(mark + body[:columns])
+            body = body[columns:]
+        wrapped.append(mark + body)
+    lines = wrapped
     width = metrics.horizontalAdvance("M" * columns) + 24
     height = metrics.lineSpacing() * len(lines) + 24
     image = Qt.QImage(width, height, Qt.QImage.Format_RGB32)
@@ -186,8 +209,7 @@ def child_text(args: argparse.Namespace) -> Dict[str, Any]:
         elif " [" in line and "]: " in line and line.split(" [", 1)[0].startswith("Door"):
             colour = "#6fc36f"
         painter.setPen(Qt.QColor(colour))
-        painter.drawText(12, 12 + metrics.ascent() + index * metrics.lineSpacing(),
-                         line[:columns])
+        painter.drawText(12, 12 + metrics.ascent() + index * metrics.lineSpacing(), line)
     painter.end()
     for path in args.picture:
         if not image.save(path, "PNG"):
@@ -197,7 +219,7 @@ def child_text(args: argparse.Namespace) -> Dict[str, Any]:
 
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="gui_child.py")
-    parser.add_argument("scenario", choices=["history", "overview", "text"])
+    parser.add_argument("scenario", choices=["history", "overview", "restore", "text"])
     parser.add_argument("--device")
     parser.add_argument("--list-file")
     parser.add_argument("--scan", action="append", default=[])
@@ -206,7 +228,10 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--columns", type=int, default=100)
     parser.add_argument("--picture", action="append", default=[])
     args = parser.parse_args(argv)
-    scenario = {"history": child_history, "overview": child_overview, "text": child_text}
+    # a modal dialog would block for ever offscreen: show where, and end, before pytest's limit
+    faulthandler.dump_traceback_later(240, exit=True)
+    scenario = {"history": child_history, "overview": child_overview,
+                "restore": child_restore, "text": child_text}
     print("RESULT " + json.dumps(scenario[args.scenario](args)), flush=True)
     return 0
 
