@@ -106,7 +106,7 @@ class HistoryView(Qt.QWidget):
     def _build_recent(self) -> Qt.QGroupBox:
         box = Qt.QGroupBox("Recent ingestions (newest first)")
         column = Qt.QVBoxLayout(box)
-        self.recentTable = _table(RECENT_COLUMNS, "scan")
+        self.recentTable = _table(RECENT_COLUMNS, "pid")
         self.recentTable.setContextMenuPolicy(Qt.Qt.ActionsContextMenu)
         self.openAction = Qt.QAction("Open in SciCat", self.recentTable)
         self.openAction.setToolTip("Open the dataset page of the selected scan in a web browser")

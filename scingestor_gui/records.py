@@ -27,7 +27,7 @@ RESULTS: Dict[str, Tuple[str, str]] = {
 #: (key, column title) of the recent ingestions table.
 RECENT_COLUMNS: Tuple[Tuple[str, str], ...] = (
     ("time", "Time"), ("scan", "Scan"), ("result", "Result"), ("datablocks", "Blocks"),
-    ("thumbnails", "Thumbs"), ("pid", "PID"), ("scandir", "Scan directory"))
+    ("thumbnails", "Thumbs"), ("pid", "PID"))
 #: (key, column title) of the failed scans table.
 FAILED_COLUMNS: Tuple[Tuple[str, str], ...] = (
     ("scan", "Scan"), ("message", "Error"), ("retry_at", "Next retry"),

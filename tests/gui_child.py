@@ -82,6 +82,7 @@ def child_history(args: argparse.Namespace) -> Dict[str, Any]:
     panel.resize(1180, max(panel.sizeHint().height(), 720))
     panel.show()
     history = panel.history
+    history.trend.window = 120.0  # the last two minutes: the burst is visible
     opened: List[str] = []
     history.urlOpener = lambda url: opened.append(url.toString())
     shown = lambda: {"recent": history.recentRows(), "failed": history.failedRows(),  # noqa: E731
