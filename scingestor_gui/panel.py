@@ -8,6 +8,9 @@ measurement and re-ingest a scan or the whole beamtime. The result of a command,
 the device's error message when it fails, is shown in the message line at the bottom.
 Every command is sent with the panel's own scan directory (``StartMeasurementIn``,
 ``StopMeasurementIn``, ``ReingestIn``), never through the device's shared ``ScanDir``.
+On the right, :class:`scingestor_gui.history.HistoryView` (``panel.history``) shows the
+recent ingestions, the failed scans (*Retry selected* runs ``RetryFailedIn``, *Retry
+all* ``RetryAllFailed``), a trend of queue and rate, and *Open in SciCat*.
 
 Set the model to the device name, e.g. ``p00/scicatingestor/1``,
 ``tango://tango-host:10000/p00/scicatingestor/1`` or, for a server without a
