@@ -320,10 +320,10 @@ def test_device_path(lab):
 def test_a_measurement_started_in_the_panel_is_seen_by_the_macros(lab):
     """The Taurus panel (a real one, in a child process) opens a measurement through the
     device; the macros find it in the list (no SciCatMeasurements involved) and close it."""
+    from parts import require_part
     from test_panel import needs_qt, run_child
 
-    if needs_qt.args[0]:
-        pytest.skip(needs_qt.kwargs["reason"])
+    require_part(*needs_qt.args)  # the marker's (name, available, reason)
     if lab.device is None:
         pytest.fail(lab.device_problem)
     scandir = _reset(lab, "panel", SciCatIngestorDevice=DEVICE)
