@@ -8,6 +8,9 @@ measurement and re-ingest a scan or the whole beamtime. The result of a command,
 the device's error message when it fails, is shown in the message line at the bottom.
 Every command is sent with the panel's own scan directory (``StartMeasurementIn``,
 ``StopMeasurementIn``, ``ReingestIn``), never through the device's shared ``ScanDir``.
+On the right, :class:`scingestor_gui.history.HistoryView` (``panel.history``) shows the
+recent ingestions, the failed scans (*Retry selected* runs ``RetryFailedIn``, *Retry
+all* ``RetryAllFailed``), a trend of queue and rate, and *Open in SciCat*.
 
 Set the model to the device name, e.g. ``p00/scicatingestor/1``,
 ``tango://tango-host:10000/p00/scicatingestor/1`` or, for a server without a
@@ -27,6 +30,9 @@ from taurus.core.taurusdevice import TaurusDevice
 from taurus.external.qt import Qt
 from taurus.qt.qtgui.container import TaurusWidget
 from taurus.qt.qtgui.display import TaurusLabel, TaurusLed
+
+from scingestor_gui.history import HistoryView
+from scingestor_gui.names import attribute_model
 
 logger = logging.getLogger(__name__)
 
@@ -52,25 +58,6 @@ STATUS_ROWS: Tuple[Tuple[str, str, str], ...] = (
 _WRAPPED = ("Status", "LastError", "ScanDir", "LastIngestedScan")
 _ERROR_STYLE = "color: #b00000; font-weight: bold;"
 _COMMAND_TIMEOUT_MS = 10000
-
-
-def attribute_model(device: str, attribute: str) -> str:
-    """The Taurus model name of ``attribute`` of ``device``.
-
-    A device of a server without a database (``...#dbase=no``) gets Taurus' own
-    ``tango-nodb`` scheme: Taurus drops the ``#dbase=no`` fragment when it derives the
-    device of an attribute name, so ``tango://h:1234/a/b/c/State#dbase=no`` would be
-    looked up in a (non-existent) database at ``h:1234``. Hence
-    ``tango://h:1234/a/b/c#dbase=no`` gives ``tango-nodb://h:1234/a/b/c/State``.
-    """
-    base, separator, fragment = device.strip().partition("#")
-    base = base.rstrip("/")
-    if fragment == "dbase=no":
-        if base.startswith("tango://"):
-            return f"tango-nodb://{base[len('tango://'):]}/{attribute}"
-        if base.startswith("//"):
-            return f"tango-nodb:{base}/{attribute}"
-    return f"{base}/{attribute}{separator}{fragment}"
 
 
 def _input_row(title: str, caption: str, placeholder: str, tip: str,
@@ -123,14 +110,23 @@ class IngestorPanel(TaurusWidget):
         TaurusWidget.__init__(self, parent, designMode=designMode)
         self._values: Dict[str, TaurusLabel] = {}
         self._leds: Dict[str, TaurusLed] = {}
-        layout = Qt.QVBoxLayout(self)
+        outer = Qt.QVBoxLayout(self)
         self._title = Qt.QLabel("SciCat ingestor: no device")
         font = self._title.font()
         font.setBold(True)
         font.setPointSizeF(font.pointSizeF() * 1.2)
         self._title.setFont(font)
         self._title.setTextInteractionFlags(Qt.Qt.TextSelectableByMouse)
-        layout.addWidget(self._title)
+        outer.addWidget(self._title)
+        columns = Qt.QHBoxLayout()
+        outer.addLayout(columns, 1)
+        layout = Qt.QVBoxLayout()
+        columns.addLayout(layout, 0)
+        #: recent ingestions, failed scans (retry) and the trend (scingestor_gui.history)
+        self.history = HistoryView()
+        self.history.retryRequested.connect(self.retryFailed)
+        self.history.retryAllRequested.connect(self.retryAllFailed)
+        columns.addWidget(self.history, 1)
         layout.addWidget(self._build_status())
         layout.addWidget(self._build_scandir())
         layout.addWidget(self._build_measurement())
@@ -223,6 +219,7 @@ class IngestorPanel(TaurusWidget):
             label.setModel(attribute_model(base, attribute) if device else "")
         for attribute, led in self._leds.items():
             led.setModel(attribute_model(base, attribute) if device else "")
+        self.history.setDevice(base if device and modelobj is not None else "")
         self._title.setText(f"SciCat ingestor: {device}" if device else
                             "SciCat ingestor: no device")
         self._set_controls_enabled(bool(device))
@@ -291,18 +288,34 @@ class IngestorPanel(TaurusWidget):
             self._run("ReingestIn", [""], lambda result: f"Re-ingesting beamtime {result} in "
                       "the background (see Re-ingestion progress).")
 
+    def retryFailed(self, scandir: str, scan: str) -> None:
+        """Run ``RetryFailedIn([scandir, scan])`` (the *Retry selected* button)."""
+        self._call(command="RetryFailedIn", argin=lambda: [scandir, scan],
+                   describe=lambda result: f"Scan {scan!r} in {scandir} queued for a retry.")
+
+    def retryAllFailed(self) -> None:
+        """Run ``RetryAllFailed()`` (the *Retry all* button)."""
+        self._call(command="RetryAllFailed", argin=None,
+                   describe=lambda count: f"{count} failed scan(s) queued for a retry.")
+
     def _run(self, command: str, arguments: List[str],
              describe: Callable[[Any], str]) -> None:
         """Call ``command([scandir, *arguments])``; show the result or the error."""
+        self._call(command, lambda: [self.scanDir(), *arguments], describe)
+
+    def _call(self, command: str, argin: Optional[Callable[[], List[str]]],
+              describe: Callable[[Any], str]) -> None:
+        """Call ``command(argin())`` (no argument when ``argin`` is None); show the outcome."""
         try:
             proxy = self._proxy()
-            argin = [self.scanDir(), *arguments]
+            arguments = argin() if argin is not None else None
             Qt.QApplication.setOverrideCursor(Qt.Qt.WaitCursor)
             try:
                 timeout = proxy.get_timeout_millis()
                 proxy.set_timeout_millis(max(timeout, _COMMAND_TIMEOUT_MS))
                 try:
-                    result = proxy.command_inout(command, argin)
+                    result = (proxy.command_inout(command, arguments) if argin is not None
+                              else proxy.command_inout(command))
                 finally:
                     proxy.set_timeout_millis(timeout)
             finally:

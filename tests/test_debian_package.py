@@ -244,6 +244,9 @@ def test_server_contains_the_device_server(server):
     assert server.has(f"{DIST}/tango_ds/__init__.py")
     assert server.has(f"{DIST}/tango_ds/SciCatIngestor.py")
     assert server.has("usr/share/man/man1/SciCatIngestor.1.gz")
+    for tool in ("scingestor-panel", "scingestor-gui"):  # the Taurus panel and overview
+        assert server.has(f"usr/bin/{tool}"), tool
+        assert server.has(f"usr/share/man/man1/{tool}.1.gz"), tool
     assert server.has(
         "usr/share/doc/scingestor-tango/examples/SciCatIngestor.properties.example")
     assert server.has_doc("usr/share/doc/scingestor-tango/tango.md")
