@@ -71,7 +71,7 @@ class SendBatch(Generic[R]):
         self._executor = pool.executor()
         self._finish = finish
         self._postponed_types = postponed
-        self._queue: Deque[Tuple[str, "Future[R]", Any]] = collections.deque()
+        self._queue: Deque[Tuple[str, Future[R], Any]] = collections.deque()
         self._keys: Dict[str, int] = collections.Counter()
         self._postponed: Optional[BaseException] = None
         self._error: Optional[BaseException] = None
@@ -86,6 +86,7 @@ class SendBatch(Generic[R]):
 
         Raises the postponement (after the scans in flight were recorded) if there is one.
         """
+        self._collect()
         while self._queue and (barrier or self._keys.get(key) or self._running() >= self._bound):
             if self.stopped:
                 break
@@ -95,7 +96,7 @@ class SendBatch(Generic[R]):
 
     def submit(self, key: str, job: Callable[[], R], payload: Any) -> None:
         """Send ``job`` (after :meth:`ready`); its result is finished in list order."""
-        future: "Future[R]"
+        future: Future[R]
         if self._executor is None:
             future = Future()
             try:
@@ -108,7 +109,7 @@ class SendBatch(Generic[R]):
 
     def done(self, key: str, result: R, payload: Any) -> None:
         """An entry that needed no sending: finished in list order too."""
-        future: "Future[R]" = Future()
+        future: Future[R] = Future()
         future.set_result(result)
         self._enqueue(key, future, payload)
 
@@ -123,7 +124,7 @@ class SendBatch(Generic[R]):
             raise self._postponed
 
     # -- internals -------------------------------------------------------------------
-    def _enqueue(self, key: str, future: "Future[R]", payload: Any) -> None:
+    def _enqueue(self, key: str, future: Future[R], payload: Any) -> None:
         self._queue.append((key, future, payload))
         self._keys[key] += 1
         self._collect()

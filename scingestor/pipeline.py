@@ -247,6 +247,8 @@ class ListProcessor:
                 started = state.started_before(item)
                 # an earlier line of this scan recorded; a measurement after its members
                 batch.ready(entry.scanname, barrier=entry.scanname in started)
+                if self._stop.is_set():
+                    break  # nothing more is submitted; what is in flight is recorded
                 if ingested.is_ingested(entry.line):
                     state.done(item)
                     continue
@@ -290,6 +292,8 @@ class ListProcessor:
                 self._report_once(ctx, entry, entry.reason)
                 continue
             batch.ready(entry.scanname, barrier=entry.scanname in measurements)
+            if self._stop.is_set():
+                break
             result.processed += 1
             self._start(batch, ctx, entry, MeasurementState(), set(), True, ingested, entry)
         batch.drain()
