@@ -36,6 +36,7 @@ _TYPE_NAMES = {
     "optstr": "str",
     "vardir": "str",
     "url": "str (URL)",
+    "opturl": "str (URL)",
     "bool": "bool",
     "int": "int",
     "optint": "int",

@@ -178,6 +178,10 @@ class IngestorConfig:
     scicat_url: str = _key(
         "http://localhost:3000/api/v3", "url", _S, "Base URL of the SciCat API; ending in "
         "`/api/v4` selects API v4 (README \"SciCat API v3 and v4\").")
+    scicat_web_url: str = _key(
+        "", "opturl", _S, "Web address of the catalogue (e.g. `https://scicat.example.org`); "
+        "when set, the device and the panel link each dataset to "
+        "`{scicat_web_url}/datasets/{pid}` (the pid URL-encoded). Empty: no links.", new=True)
     scicat_users_login_path: str = _key(
         "Users/login", "str", _S, "Login endpoint (`auth/login` for the new backend), below "
         "the v3 root; with a v4 `scicat_url` and this key unset, `auth/login`.")

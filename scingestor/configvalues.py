@@ -137,12 +137,19 @@ def _to_url(value: Any) -> str:
     return text
 
 
+def _to_opturl(value: Any) -> str:
+    """An optional web address: '' (unset) or an http(s) URL without a trailing '/'."""
+    text = _to_str(value).strip()
+    return _to_url(text).rstrip("/") if text else ""
+
+
 #: Field kind (the `_key` metadata "kind") → converter of a YAML value.
 CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "str": _to_str,
     "optstr": _to_optstr,
     "vardir": _to_vardir,
     "url": _to_url,
+    "opturl": _to_opturl,
     "bool": _to_bool,
     "int": _to_int,
     "optint": _to_int,

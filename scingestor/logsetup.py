@@ -36,6 +36,12 @@ def register_secret(value: str) -> None:
             _secrets.add(value)
 
 
+def unregister_secret(value: str) -> None:
+    """Stop masking ``value`` (a token that was replaced): the registry holds live secrets."""
+    with _secrets_lock:
+        _secrets.discard(value)
+
+
 def mask_secrets(text: str) -> str:
     """Return ``text`` with every registered secret replaced by ``***``."""
     with _secrets_lock:

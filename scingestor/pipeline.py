@@ -185,6 +185,33 @@ class ListProcessor:
         for key in [key for key in self._backoff if key[0] == ctx.list_path]:
             del self._backoff[key]
 
+    # -- failed scans (the service's failed set, docs/tango.md "FailedScans") -----------
+    def retry_due(self, list_path: str, line: str) -> float:
+        """Epoch seconds of the next attempt of a failed line (0 when it has no back-off)."""
+        backoff = self._backoff.get((list_path, line))
+        return backoff.due if backoff is not None else 0.0
+
+    def retry_now(self, list_path: str, line: str) -> bool:
+        """Let a failed line run at the next pass, ignoring its back-off; False if none."""
+        backoff = self._backoff.get((list_path, line))
+        if backoff is None:
+            return False
+        backoff.due = 0.0
+        return True
+
+    def recorded_failures(self, ctx: ScanDirContext) -> list[tuple[str, bool]]:
+        """``(line, retried)`` for each line whose latest ingested-list record failed (-1).
+
+        ``retried``: the line does not count as ingested, so a pass tries it again.
+        """
+        ingested = self.ingested_list(ctx)
+        latest: dict[str, Stamps] = {}
+        for record in ingested.records:
+            if record.stamps is not None:
+                latest[record.key] = record.stamps
+        return [(key, not ingested.is_ingested(key)) for key, stamps in latest.items()
+                if -1 in (stamps.dataset, stamps.datablock, stamps.attachment)]
+
     def _read(self, ctx: ScanDirContext, ingested: IngestedList) -> ListState:
         """Read what was appended to the list since the last pass (O(new lines))."""
         ingested.refresh()

@@ -12,8 +12,11 @@ from .beamtime import Beamtime, ScanDirContext
 from .commands import Known, ListCommands, ServiceError
 from .config import IngestorConfig
 from .credentials import CredentialError, CredentialSource
+from .failures import FailedSet
+from .history import History
 from .nxsrunner import shared_nxsfileinfo
 from .pipeline import BatchPostponed, EntryOutcome, ListProcessor
+from .recent import RecentScans
 from .runner import GeneratorRunner
 from .scicat.client import SciCatClient
 from .scicat.publish import DatasetPublisher
@@ -29,12 +32,16 @@ StatusCallback = Callable[[StatusSnapshot], None]
 #: Seconds between two checks whether SciCat answers again during an outage
 #: (README "SciCat access"): waiting scans resume at most this long after it does.
 PROBE_INTERVAL = 1.0
+#: ``scans_per_minute`` counts the last RATE_WINDOW s; the status is refreshed every
+#: RATE_REFRESH s while it is above 0, so it falls back to 0 when nothing arrives.
+RATE_WINDOW, RATE_REFRESH = 300.0, 5.0
+_REFRESH_STATUS = object()  # a worker "task": publish the status (the rate moved)
 
 
 __all__ = ["PROBE_INTERVAL", "IngestorService", "ServiceError", "StatusCallback"]
 
 
-class IngestorService:
+class IngestorService(RecentScans):
     """Owns configuration, watching, the ingestion queue and the status snapshot.
 
     Threads: one watcher thread (inside :class:`Watcher`) and one ingestion worker,
@@ -48,7 +55,8 @@ class IngestorService:
         self._wakeup = threading.Condition(self._lock)
         self._stop_event = threading.Event()
         self._subscribers: list[StatusCallback] = []
-        self._status = StatusSnapshot(scicat_url=cfg.scicat_url)
+        self._status = StatusSnapshot(scicat_url=cfg.scicat_url,
+                                      scicat_web_url=cfg.scicat_web_url)
         self._contexts: dict[str, ScanDirContext] = {}
         self._beamtimes: dict[str, Beamtime] = {}
         self._due: dict[str, float] = {}
@@ -56,7 +64,9 @@ class IngestorService:
         self._jobs: list[Callable[[], None]] = []
         self._waiting: dict[str, int] = {}
         self._measurements: dict[str, str] = {}
-        self._failed_keys: set[tuple[str, str]] = set()
+        self._history = History()
+        self._failed = FailedSet()
+        self._rate_due = 0.0
         self._postpone_attempts = 0
         self._awaiting_scicat: set[str] = set()  # lists waiting for SciCat to answer again
         self._probe_due = 0.0
@@ -95,6 +105,7 @@ class IngestorService:
             stop_event=self._stop_event,
         )
         self._fault = ""
+        self._failed.clear()  # the new processor has no back-off: derived again
         self._worker = threading.Thread(target=self._work, name="scingestor-ingest", daemon=True)
         self._worker.start()
         events = SinkCallbacks(
@@ -174,12 +185,18 @@ class IngestorService:
                     logger.exception("status subscriber failed")
 
     def _compose(self, snap: Optional[DiscoverySnapshot], **changes: object) -> StatusSnapshot:
+        history = self._history
         return compose_status(
-            dataclasses.replace(self._status, **changes),  # type: ignore[arg-type]
+            dataclasses.replace(
+                self._status, history_version=history.version,
+                failed_version=self._failed.version, failed_scan_count=len(self._failed),
+                scans_per_minute=round(history.rate(window=RATE_WINDOW), 3),
+                last_success_time=history.last_success(),
+                **changes),  # type: ignore[arg-type]
             fault=self._fault,
             running=self._worker is not None,
             scicat_problem=self._scicat_problem,
-            pending=len(self._failed_keys),
+            pending=self._failed.pending(),
             queue=sum(self._waiting.values()),
             busy=self._busy,
             reachable=self._client.reachable if self._client is not None else False,
@@ -229,7 +246,7 @@ class IngestorService:
             self._awaiting_scicat.discard(ctx.list_path)
             self._waiting.pop(ctx.list_path, None)
             self._measurements.pop(ctx.scanpath, None)
-            self._failed_keys = {key for key in self._failed_keys if key[0] != ctx.list_path}
+            self._failed.drop_list(ctx.list_path)
         self._publish()
 
     def _schedule(self, ctx: ScanDirContext, delay: float, active: bool = False) -> None:
@@ -247,6 +264,9 @@ class IngestorService:
         while not self._stop_event.is_set():
             task = self._next_task()
             if task is None:
+                continue
+            if task is _REFRESH_STATUS:
+                self._publish()
                 continue
             with self._lock:
                 self._busy = True
@@ -272,6 +292,10 @@ class IngestorService:
                         return lambda ctx=ctx: self._count(ctx)
                     continue
                 now = time.monotonic()
+                if self._rate_due and self._rate_due <= now:
+                    active = self._history.active(RATE_WINDOW + RATE_REFRESH)
+                    self._rate_due = now + RATE_REFRESH if active else 0.0
+                    return _REFRESH_STATUS  # type: ignore[return-value]
                 if self._awaiting_scicat and self._probe_due <= now:
                     self._probe_due = now + PROBE_INTERVAL
                     return self._probe
@@ -292,11 +316,13 @@ class IngestorService:
         return None
 
     def _wait_time(self, until_due: Optional[float], now: float) -> Optional[float]:
-        """How long the worker may sleep: until the next list or the next probe."""
-        if not self._awaiting_scicat:
-            return until_due
-        until_probe = max(0.0, self._probe_due - now)
-        return until_probe if until_due is None else min(until_due, until_probe)
+        """How long the worker may sleep: until the next list, probe or rate refresh."""
+        wake = [until_due] if until_due is not None else []
+        if self._awaiting_scicat:
+            wake.append(max(0.0, self._probe_due - now))
+        if self._rate_due:
+            wake.append(max(0.0, self._rate_due - now))
+        return min(wake) if wake else None
 
     def _probe(self) -> None:
         """During an outage: does SciCat answer again? Then every waiting list goes now."""
@@ -321,6 +347,9 @@ class IngestorService:
         with self._lock:
             self._waiting[ctx.list_path] = len(waiting)
             self._set_measurement(ctx, measurement)
+        if not self._failed.derived(ctx.list_path):  # once per list: after a restart
+            self._failed.derive(ctx, self._processor.recorded_failures(ctx),
+                                (entry.line for entry in waiting))
 
     def _set_measurement(self, ctx: ScanDirContext, measurement: Optional[str]) -> None:
         if measurement:
@@ -381,19 +410,17 @@ class IngestorService:
         self._publish(last_error=text, last_error_time=time.time())
 
     def _outcome(self, outcome: EntryOutcome) -> None:
-        key = (outcome.ctx.list_path, outcome.entry.line)
+        self._record_outcome(outcome)
         with self._lock:
+            if outcome.ok and not self._rate_due:
+                self._rate_due = time.monotonic() + RATE_REFRESH
             status = self._status
             if outcome.ok:
-                self._failed_keys.discard(key)
                 changes = {
                     "ingested_count": status.ingested_count + (0 if outcome.skipped else 1),
                     "last_ingested_scan": outcome.entry.scanname,
                 }
             else:
-                will_retry = not outcome.recorded or self._cfg.retry_failed_dataset_ingestion
-                if will_retry:
-                    self._failed_keys.add(key)
                 changes = {
                     "failed_count": status.failed_count + 1,
                     "last_error": f"{outcome.entry.scanname}: {outcome.error}",

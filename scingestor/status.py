@@ -26,6 +26,7 @@ class StatusSnapshot:
     state: State = State.INIT
     status: str = "Not started."
     scicat_url: str = ""
+    scicat_web_url: str = ""  # the catalogue's web address (scicat_web_url), '' when unset
     scicat_reachable: bool = False
     watch_mode: str = ""
     watched_beamtimes: tuple[str, ...] = ()
@@ -40,6 +41,13 @@ class StatusSnapshot:
     current_scandir: str = ""
     current_measurements: dict[str, str] = field(default_factory=dict)
     reingest_progress: str = ""
+    # what happened to the recent scans (scingestor/history.py); the versions change
+    # with every new outcome / change of the failed set, so adapters push cheaply
+    history_version: int = 0
+    failed_version: int = 0
+    failed_scan_count: int = 0
+    scans_per_minute: float = 0.0
+    last_success_time: float = 0.0
 
     @property
     def current_measurement(self) -> str:

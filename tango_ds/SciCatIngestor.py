@@ -19,7 +19,7 @@ import os
 import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
-from tango import AttrWriteType, DevState, DispLevel
+from tango import AttrWriteType, DevState
 from tango.server import Device, attribute, command, device_property, run
 
 from scingestor.config import ConfigError, IngestorConfig
@@ -36,6 +36,7 @@ from tango_ds.errors import (
 )
 from tango_ds.events import EventPump
 from tango_ds.properties import install_logging, read_config
+from tango_ds.recent import RECENT_ATTRIBUTES, RecentScansInterface
 from tango_ds.values import (
     ARCHIVED,
     SNAPSHOT_VALUES,
@@ -51,7 +52,7 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
-class SciCatIngestor(Device):
+class SciCatIngestor(RecentScansInterface, Device):
     """Watches beamtime directories and ingests the listed scans into SciCat.
 
     A Tango front end of the scingestor service: the same YAML configuration as
@@ -75,10 +76,11 @@ class SciCatIngestor(Device):
         self._warning = ""
         self._scandir = ""
         self._pushed: Dict[str, Any] = {}
+        self._recent_cache: Dict[str, Any] = {}
         self.set_state(DevState.INIT)
         self.set_status("Initialising.")
         for name in ("State", "Status", "CurrentMeasurement", "ScanDir", "StatusReport",
-                     *SNAPSHOT_VALUES):
+                     *SNAPSHOT_VALUES, *RECENT_ATTRIBUTES):
             self.set_change_event(name, True, False)
         for name in ARCHIVED:
             self.set_archive_event(name, True, False)
@@ -190,6 +192,7 @@ class SciCatIngestor(Device):
         values["ScanDir"] = self._scandir
         values["CurrentMeasurement"] = self._measurement_in(snapshot)
         values["StatusReport"] = self._report(snapshot, state, status)
+        values.update(self._recent_values(snapshot))
         return values
 
     def _push_changes(self) -> None:
@@ -257,7 +260,7 @@ class SciCatIngestor(Device):
     def CurrentScanDir(self) -> str:
         return self._value("CurrentScanDir")
 
-    @attribute(dtype=int, unit="scans", format="%d", **described("QueueLength"))
+    @attribute(dtype=int, **described("QueueLength"))
     def QueueLength(self) -> int:
         return self._value("QueueLength")
 
@@ -269,15 +272,15 @@ class SciCatIngestor(Device):
     def LastErrorTime(self) -> str:
         return self._value("LastErrorTime")
 
-    @attribute(dtype=int, unit="datasets", format="%d", **described("IngestedCount"))
+    @attribute(dtype=int, **described("IngestedCount"))
     def IngestedCount(self) -> int:
         return self._value("IngestedCount")
 
-    @attribute(dtype=int, unit="datasets", format="%d", **described("FailedCount"))
+    @attribute(dtype=int, **described("FailedCount"))
     def FailedCount(self) -> int:
         return self._value("FailedCount")
 
-    @attribute(dtype=int, unit="scans", format="%d", **described("PendingRetries"))
+    @attribute(dtype=int, **described("PendingRetries"))
     def PendingRetries(self) -> int:
         return self._value("PendingRetries")
 
@@ -289,11 +292,11 @@ class SciCatIngestor(Device):
     def WatchedBeamtimes(self) -> List[str]:
         return list(self._value("WatchedBeamtimes"))
 
-    @attribute(dtype=int, unit="dirs", format="%d", **described("WatchedScanDirCount"))
+    @attribute(dtype=int, **described("WatchedScanDirCount"))
     def WatchedScanDirCount(self) -> int:
         return self._value("WatchedScanDirCount")
 
-    @attribute(dtype=str, display_level=DispLevel.EXPERT, **described("WatchMode"))
+    @attribute(dtype=str, **described("WatchMode"))
     def WatchMode(self) -> str:
         return self._value("WatchMode")
 
@@ -309,7 +312,7 @@ class SciCatIngestor(Device):
     def ReingestProgress(self) -> str:
         return self._value("ReingestProgress")
 
-    @attribute(dtype=str, display_level=DispLevel.EXPERT, **described("StatusReport"))
+    @attribute(dtype=str, **described("StatusReport"))
     def StatusReport(self) -> str:
         state, status = self._state_and_status()
         return self._report(self._snapshot(), state, status)

@@ -72,10 +72,14 @@ SNAPSHOT_VALUES: Dict[str, Callable[[StatusSnapshot], Any]] = {
     "SciCatReachable": lambda s: s.scicat_reachable,
     "SciCatUrl": lambda s: s.scicat_url,
     "ReingestProgress": lambda s: s.reingest_progress,
+    "SciCatWebUrl": lambda s: s.scicat_web_url,
+    "ScansPerMinute": lambda s: float(s.scans_per_minute),
+    "LastIngestionTime": lambda s: float(s.last_success_time),
 }
 #: Attributes that also get archive events (a HDB++ archiver subscribes to these).
 ARCHIVED = ("State", "QueueLength", "IngestedCount", "FailedCount", "PendingRetries",
-            "LastError", "LastIngestedScan", "SciCatReachable", "CurrentMeasurement")
+            "LastError", "LastIngestedScan", "SciCatReachable", "CurrentMeasurement",
+            "ScansPerMinute", "LastIngestionTime")
 #: Longest spectrum attribute (WatchedBeamtimes, CurrentMeasurements).
 SPECTRUM_LENGTH = 4096
 

@@ -161,6 +161,7 @@ EXPECTED_DEFAULTS = {
     "token_in_query": False,
     "request_timeout": 30.0,
     "max_scans_in_flight": 4,
+    "scicat_web_url": "",
     "generator_timeout": 600.0,
     "retry_backoff_initial": 2.0,
     "retry_backoff_max": 300.0,
@@ -169,7 +170,7 @@ EXPECTED_DEFAULTS = {
 
 NEW_KEYS = {
     "token_in_query", "request_timeout", "max_scans_in_flight", "generator_timeout",
-    "retry_backoff_initial", "retry_backoff_max", "poll_only",
+    "retry_backoff_initial", "retry_backoff_max", "poll_only", "scicat_web_url",
 }  # fmt: skip
 
 
@@ -751,3 +752,12 @@ def test_path_below_a_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value) == f"{path}: cannot read configuration file: Not a directory"
+
+
+def test_scicat_web_url_is_optional_and_checked() -> None:
+    assert IngestorConfig().scicat_web_url == ""
+    cfg = config_from_mapping({"beamtime_dirs": ["/a"],
+                               "scicat_web_url": "https://scicat.example.org/"})
+    assert cfg.scicat_web_url == "https://scicat.example.org"
+    with pytest.raises(ConfigError, match="http"):
+        config_from_mapping({"beamtime_dirs": ["/a"], "scicat_web_url": "scicat.example.org"})

@@ -352,3 +352,55 @@ def test_a_measurement_started_in_the_panel_is_seen_by_the_macros(lab):
     assert proxy.ScanDir == lab.factory.scandir  # nobody moved it
     assert scandir not in lab.sardana.get_env()["SciCatMeasurements"]
     _wait_pids(lab, f"ctrace_{first:05d}", "panel1")
+
+
+REJECTED = {"message": ["contactEmail must be an email"]}
+
+
+def test_scicat_status_and_scicat_reingest(lab):
+    """The two spock macros, through the device and from the list files (``conf`` file)."""
+    if lab.device is None:
+        pytest.fail(lab.device_problem)
+    scandir = _reset(lab, "view", SciCatIngestorDevice=DEVICE)
+    proxy = tango.DeviceProxy(lab.sardana.full_name(DEVICE))
+    good = f"ctrace_{_scan(lab):05d}"
+    _wait_pids(lab, good)
+    # every dataset POST is refused until cleared: the next scan fails (and its retries)
+    lab.server.faults.fail_next(1000, status=400, body=REJECTED, method="POST",
+                                path=r"datasets$")
+    try:
+        bad = f"ctrace_{_scan(lab):05d}"
+        wait_for(lambda: any(item["scan"] == bad for item in json.loads(proxy.FailedScans)),
+                 timeout=60)
+        wait_for(lambda: any(line.startswith(f"{bad} -1")
+                             for line in lab.factory.read_ingested(scandir)), timeout=60)
+        run = _run(lab, "scicat_status")
+        assert not run.warnings and not run.errors, run.text()
+        assert any(line.startswith("SciCat ingestor") for line in run.output), run.text()
+        assert f"Recent ingestions in '{scandir}' (newest first):" in run.output, run.text()
+        assert any(good in line and " created " in line and f"{lab.bt}/{good}" in line
+                   for line in run.output), run.text()
+        assert any(bad in line and " failed " in line and "contactEmail" in line
+                   for line in run.output), run.text()
+        failed_at = run.output.index(
+            f"Failed scans in '{scandir}' (scicat_reingest <scan> sends one now):")
+        assert run.output[failed_at + 1].startswith(f"  {bad}: "), run.text()
+        run = _run(lab, "scicat_status", "file")  # the same from the list files
+        assert any("(no ingestor device)" in line for line in run.output), run.text()
+        assert f"  {good}  ingested" in run.output and f"  {bad}  failed" in run.output
+        assert f"  {bad}: recorded as failed" in run.output, run.text()
+    finally:
+        lab.server.faults.clear()
+    run = _run(lab, "scicat_reingest", bad)
+    assert not run.errors, run.text()
+    assert any("sent again" in line or "re-ingested" in line for line in run.output), run.text()
+    _wait_pids(lab, bad)
+    wait_for(lambda: json.loads(proxy.FailedScans) == [], timeout=60)
+    run = _run(lab, "scicat_status")
+    assert f"No failed scan in '{scandir}'" in run.output, run.text()
+    # a scan that did not fail: re-ingested (a `<scan>:<ts>` line), also from the file route
+    run = _run(lab, "scicat_reingest", good, "file")
+    assert f"1 scan(s) in '{scandir}' sent again" in run.output, run.text()
+    assert _lines(_list_path(lab, scandir))[-1] == f"{good}:<ts>"
+    run = _run(lab, "scicat_reingest", "bad name")
+    assert run.errors, run.text()

@@ -408,3 +408,16 @@ def test_probe_answers_without_login(dev_server_factory, tmp_path):
     assert handle.requests_matching("POST", LOGIN) == []
     handle.faults.fail_next(1, status=503)
     assert not client.probe()
+
+
+def test_only_the_live_token_is_masked(scicat_server, tmp_path):
+    from scingestor.logsetup import mask_secrets
+
+    client = make_client(scicat_server, tmp_path)
+    first = client.login().reveal()
+    assert mask_secrets(f"x {first} y") == "x *** y"
+    scicat_server.expire_tokens()
+    assert client.get("Datasets").status_code == 200  # refused, logged in again
+    second = client.token().reveal()
+    assert second != first
+    assert mask_secrets(f"{first} {second}") == f"{first} ***"

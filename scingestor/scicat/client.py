@@ -15,7 +15,7 @@ from requests.adapters import DEFAULT_POOLSIZE, HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from scingestor.credentials import CredentialError
-from scingestor.logsetup import register_secret
+from scingestor.logsetup import register_secret, unregister_secret
 from scingestor.scicat.errors import (
     DeleteForbiddenError,
     RejectedError,
@@ -207,7 +207,7 @@ class SciCatClient:
         with self._login_lock:
             if self._token is not None and self._token is not refused and self._token_valid():
                 return self._token
-            self._token = None
+            self._token_expires = 0.0  # refused: not valid any more
             return self._login_locked()
 
     def _token_valid(self) -> bool:
@@ -283,6 +283,9 @@ class SciCatClient:
         return Secret(value), lifetime
 
     def _set_token(self, token: Secret, lifetime: Optional[float]) -> None:
+        old = self._token
+        if old and token and old.reveal() != token.reveal():
+            unregister_secret(old.reveal())  # only live secrets are masked (and searched)
         self._token = token
         if lifetime is None or lifetime <= 0:
             self._token_expires = None
