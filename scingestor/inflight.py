@@ -153,3 +153,8 @@ class SendBatch(Generic[R]):
                     self._postponed = exc
             elif self._error is None:
                 self._error = exc
+        if self._postponed is None:  # a scan behind the head: stop submitting at once
+            for _, future, _ in self._queue:
+                if future.done() and isinstance(future.exception(), self._postponed_types):
+                    self._postponed = future.exception()
+                    break
