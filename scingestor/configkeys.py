@@ -199,6 +199,11 @@ class IngestorConfig:
     request_headers: Mapping[str, str] = _key(
         {"Content-Type": "application/json", "Accept": "application/json"}, "headers", _S,
         "Headers sent with every request (the `Authorization` header is added).")
+    max_scans_in_flight: int = _key(
+        4, "int", _S, "Most scans of a list sent to SciCat at once (a fixed pool of that many "
+        "sending threads over one connection pool); metadata is still generated and the "
+        "ingested list written in list order, a measurement is sent after its scans "
+        "(README \"SciCat access\"). 1 = one scan after another.", minimum=1, new=True)
     token_in_query: bool = _key(
         False, "bool", _S, "Also send the token as `access_token` query parameter "
         "(old servers only).", new=True)

@@ -9,13 +9,14 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Container, Optional
+from typing import Callable, Container, Optional, Tuple, Union
 
 from .beamtime import ScanDirContext
 from .config import IngestorConfig
+from .inflight import SendBatch, SendPool
 from .journal import IntentJournal
 from .listproto import Entry, EntryKind, UnsafeNameError, read_entries
-from .liststate import ListState
+from .liststate import ListState, Pending
 from .metadata import MeasurementState, MetadataError, MetadataGenerator
 from .prepare import PreparedScan, ScanPreparer
 from .runner import GeneratorError, GeneratorRunner
@@ -99,6 +100,10 @@ class _Backoff:
 
 
 OutcomeCallback = Callable[[EntryOutcome], None]
+#: An entry's outcome and the stamps to record (None: nothing is recorded).
+Done = Tuple[EntryOutcome, Optional[Stamps]]
+#: What the metadata stage of an entry gives: a result, or the publish stage still to run.
+Step = Union[Done, Callable[[], Done]]
 
 
 class ListProcessor:
@@ -129,6 +134,14 @@ class ListProcessor:
         self._backoff: dict[tuple[str, str], _Backoff] = {}
         self._reported_invalid: set[tuple[str, str]] = set()
         self._groups: dict[str, tuple[Optional[str], Optional[list[str]]]] = {}
+        # a fixed number of sending threads, whatever the number of lists (inflight.py)
+        self._pool = SendPool(cfg.max_scans_in_flight)
+        # the in-process nxsfileinfo is not thread-safe: every generator call holds this
+        self._generate_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Stop the sending threads (call after the last :meth:`process`)."""
+        self._pool.close()
 
     # -- bookkeeping -------------------------------------------------------------------
     def ingested_list(self, ctx: ScanDirContext) -> IngestedList:
@@ -244,14 +257,28 @@ class ListProcessor:
             ctx = self._complete_groups(ctx)
             result = ListResult()
             now = time.time()
+
+            def finish(item: Pending, done: Done) -> None:
+                outcome, stamps = done
+                if stamps is not None and not self._dry_run:
+                    ingested.record(item.entry.line, stamps)
+                if ingested.is_ingested(item.entry.line):
+                    state.done(item)
+                self._account(ctx, item.entry, outcome, result)
+
+            batch: SendBatch[Done] = SendBatch(self._pool, finish, (BatchPostponed,))
             for item in state.pending():
                 if self._stop.is_set():
                     break
                 entry = item.entry
+                started = state.started_before(item)
+                # an earlier line of this scan recorded; a measurement after its members
+                batch.ready(entry.scanname, barrier=entry.scanname in started)
+                if self._stop.is_set():
+                    break  # nothing more is submitted; what is in flight is recorded
                 if ingested.is_ingested(entry.line):
                     state.done(item)
                     continue
-                started = state.started_before(item)
                 if self._empty_measurement(ctx, entry, started):
                     continue
                 backoff = self._backoff.get((ctx.list_path, entry.line))
@@ -259,14 +286,10 @@ class ListProcessor:
                     result.waiting += 1
                     result.retry_at = _earliest(result.retry_at, backoff.due)
                     continue
-                outcome, stamps = self._process_entry(
-                    ctx, entry, MeasurementState(*item.replay), started, False, ingested)
                 result.processed += 1
-                if stamps is not None and not self._dry_run:
-                    ingested.record(entry.line, stamps)
-                if ingested.is_ingested(entry.line):
-                    state.done(item)
-                self._account(ctx, entry, outcome, result)
+                self._start(batch, ctx, entry, MeasurementState(*item.replay), started,
+                            False, ingested, item)
+            batch.drain()  # records the rest in list order; raises BatchPostponed
             journal.compact(ingested.is_ingested)
         result.measurement = state.measurement
         return result
@@ -276,20 +299,31 @@ class ListProcessor:
         are not executed, the ingested list is replaced at the end."""
         result = ListResult()
         new_records: list[Record] = []
+
+        def finish(entry: Entry, done: Done) -> None:
+            outcome, stamps = done
+            if stamps is not None:
+                new_records.append(Record(entry.line, stamps))
+            self._account(ctx, entry, outcome, result)
+
+        batch: SendBatch[Done] = SendBatch(self._pool, finish, (BatchPostponed,))
+        measurements: set[str] = set()
         for entry in read_entries(ctx.list_path):
             if self._stop.is_set():
                 break
+            if entry.kind is EntryKind.START:
+                measurements.add(entry.measurement)
             if entry.is_command:
                 continue
             if entry.kind is EntryKind.INVALID:
                 self._report_once(ctx, entry, entry.reason)
                 continue
-            outcome, stamps = self._process_entry(
-                ctx, entry, MeasurementState(), set(), True, ingested)
+            batch.ready(entry.scanname, barrier=entry.scanname in measurements)
+            if self._stop.is_set():
+                break
             result.processed += 1
-            if stamps is not None:
-                new_records.append(Record(entry.line, stamps))
-            self._account(ctx, entry, outcome, result)
+            self._start(batch, ctx, entry, MeasurementState(), set(), True, ingested, entry)
+        batch.drain()
         if not self._dry_run and not self._stop.is_set():
             ingested.replace_all(new_records)
         return result
@@ -339,20 +373,24 @@ class ListProcessor:
             )
 
     # -- one entry -------------------------------------------------------------------------
-    def _process_entry(
-        self,
-        ctx: ScanDirContext,
-        entry: Entry,
-        state: MeasurementState,
-        started: Container[str],
-        reingest_all: bool,
-        ingested: IngestedList,
-    ) -> tuple[EntryOutcome, Optional[Stamps]]:
-        """Ingest or re-ingest one entry: its outcome and the stamps to record (None: none)."""
+    def _start(self, batch: SendBatch[Done], ctx: ScanDirContext, entry: Entry,
+               state: MeasurementState, started: Container[str], reingest_all: bool,
+               ingested: IngestedList, payload: object) -> None:
+        """Ingest or re-ingest one entry: its metadata stage here, in list order, its
+        publish stage in the batch (the sending threads, at most ``max_scans_in_flight``)."""
+        stage = self._reingest if (reingest_all or entry.is_reingest) else self._ingest
+        with self._generate_lock:
+            step = self._guard(ctx, entry, lambda: stage(ctx, entry, state, started, ingested))
+        if callable(step):
+            send = step
+            batch.submit(entry.scanname, lambda: self._guard(ctx, entry, send), payload)
+        else:
+            batch.done(entry.scanname, step, payload)
+
+    def _guard(self, ctx: ScanDirContext, entry: Entry, stage: Callable[[], Step]) -> Step:
+        """Run a stage of one entry; a failure becomes its outcome (or BatchPostponed)."""
         try:
-            if reingest_all or entry.is_reingest:
-                return self._reingest(ctx, entry, state, started, ingested)
-            return self._ingest(ctx, entry, state, started, ingested)
+            return stage()
         except TransientError as exc:
             raise BatchPostponed(str(exc), outage=True) from exc
         except SciCatAuthError as exc:
@@ -388,7 +426,7 @@ class ListProcessor:
         state: MeasurementState,
         started: Container[str],
         ingested: IngestedList,
-    ) -> tuple[EntryOutcome, Optional[Stamps]]:
+    ) -> Step:
         """Normal ingestion of a plain scan line (README "Dataset lists")."""
         prepared = self._preparer.prepare(ctx, entry, state, started)
         previous = ingested.last_stamps(entry.line) or Stamps(0, 0, 0)
@@ -403,12 +441,16 @@ class ListProcessor:
         fresh = ingested.last_stamps(entry.line) is None and entry.line not in journal
         if fresh:
             journal.add(entry.line)  # durable before the first request that creates anything
-        dataset = self._sender.send_dataset(ctx, prepared, _measurement(state), fresh=fresh)
-        block, thumb = self._sender.send_children(dataset.pid, prepared, replace=False,
-                                                  fresh=dataset.fresh)
-        sent = SendResult(dataset.pid, True, prepared.dataset_mtime, block, thumb,
-                          action=dataset.action)
-        return self._finish(ctx, entry, sent, Stamps(0, previous.datablock, 0))
+        measurement = _measurement(state)
+
+        def send() -> Done:  # the publish stage, in a sending thread
+            dataset = self._sender.send_dataset(ctx, prepared, measurement, fresh=fresh)
+            block, thumb = self._sender.send_children(dataset.pid, prepared, replace=False,
+                                                      fresh=dataset.fresh)
+            sent = SendResult(dataset.pid, True, prepared.dataset_mtime, block, thumb,
+                              action=dataset.action)
+            return self._finish(ctx, entry, sent, Stamps(0, previous.datablock, 0))
+        return send
 
     @staticmethod
     def _check_files(prepared: PreparedScan) -> None:
@@ -425,7 +467,7 @@ class ListProcessor:
         state: MeasurementState,
         started: Container[str],
         ingested: IngestedList,
-    ) -> tuple[EntryOutcome, Optional[Stamps]]:
+    ) -> Step:
         """Re-ingestion of one line (README "Re-ingestion"): send only what changed."""
         reference = ingested.reference(entry.line)
         prepared = self._preparer.prepare(ctx, entry, state, started, refresh_datablock=True)
@@ -445,19 +487,23 @@ class ListProcessor:
                 "dry run: would re-ingest %s (dataset=%s datablocks=%s attachments=%s)",
                 entry.scanname, send_dataset, send_datablocks, send_attachments)
             return EntryOutcome(ctx, entry, Result.DRY_RUN), None
-        pid = prepared.pid
-        action = ""
-        if send_dataset:
-            dataset = self._sender.send_dataset(ctx, prepared, _measurement(state))
-            pid, action = dataset.pid, dataset.action
-            if pid != prepared.pid and not prepared.datablock.multi:
-                prepared = self._preparer.remake_datablock(ctx, entry, state, prepared)
-                send_datablocks = True
-        block, thumb = self._sender.send_children(
-            pid, prepared, replace=True, datablocks=send_datablocks,
-            attachments=send_attachments)
-        sent = SendResult(pid, send_dataset, prepared.dataset_mtime, block, thumb, action=action)
-        return self._finish(ctx, entry, sent, known)
+        measurement = _measurement(state)
+
+        def send() -> Done:  # the publish stage, in a sending thread
+            current, pid, action, blocks = prepared, prepared.pid, "", send_datablocks
+            if send_dataset:
+                dataset = self._sender.send_dataset(ctx, current, measurement)
+                pid, action = dataset.pid, dataset.action
+                if pid != current.pid and not current.datablock.multi:
+                    with self._generate_lock:  # a new version: its datablock is made again
+                        current = self._preparer.remake_datablock(ctx, entry, state, current)
+                    blocks = True
+            block, thumb = self._sender.send_children(
+                pid, current, replace=True, datablocks=blocks, attachments=send_attachments)
+            sent = SendResult(pid, send_dataset, current.dataset_mtime, block, thumb,
+                              action=action)
+            return self._finish(ctx, entry, sent, known)
+        return send
 
 
 def _measurement(state: MeasurementState) -> str:

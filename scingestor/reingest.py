@@ -157,5 +157,6 @@ class Reingestor:
                     summary.problems.append(f"{ctx.list_path}: {exc}")
                     logger.warning("%s", exc)
         finally:
+            self._processor.close()
             self._client.close()
         return summary

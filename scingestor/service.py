@@ -134,6 +134,8 @@ class IngestorService(RecentScans):
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.join(timeout)
+        if self._processor is not None and (worker is None or not worker.is_alive()):
+            self._processor.close()  # the sending threads (pipeline.py, inflight.py)
         with self._lock:
             self._due.clear()
             self._awaiting_scicat.clear()

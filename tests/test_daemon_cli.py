@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -160,3 +161,57 @@ def test_kill_9_during_a_burst_then_restart_loses_nothing_and_duplicates_nothing
     assert all(len(line.split(" ")) == 4 for line in lines), lines
     ingested = {line.rsplit(" ", 3)[0] for line in lines}
     assert ingested == set(names)
+
+
+@pytest.mark.parametrize("seed", [1, 7, 11, 37])
+def test_kill_9_at_a_random_point_of_a_concurrent_burst(beamtime_factory, scicat_server, seed):
+    """max_scans_in_flight 4: several scans half-sent at the kill; none lost or doubled."""
+    rng = random.Random(seed)
+    f = beamtime_factory
+    names = [f"conc_{index:05d}" for index in range(1, 17)]
+    for name in names:
+        f.write_nexus_scan(name, detector_files=1, png=True)
+    open(f.list_path(), "a").close()
+    cfg = write_config(f, scicat_server.url, max_scans_in_flight=4)
+    scicat_server.faults.set_latency(0.05)
+    proc = start(["-c", cfg])
+    try:
+        wait_for(lambda: os.path.exists(f.list_path()))
+        f.append_list(None, *names)
+        wait_for(lambda: scicat_server.requests_matching("POST", r"/[Dd]atasets$"), timeout=60)
+        time.sleep(rng.uniform(0.0, 0.6))  # a random point of the burst (seeded; ~0.7 s)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    scicat_server.faults.clear()
+    # restarted until every scan is recorded complete (no fixed run time), then stopped
+    log = os.path.join(f.root, "restarted.log")
+    restarted = start(["-c", cfg, "-f", log, "-l", "info"])
+    try:
+        wait_for(lambda: os.path.exists(log) and "Watching" in open(log).read(), timeout=60)
+        wait_for(lambda: complete(f) == names, timeout=90)
+        restarted.send_signal(signal.SIGTERM)
+        _, stderr = restarted.communicate(timeout=30)
+    finally:
+        if restarted.poll() is None:
+            restarted.kill()
+    assert restarted.returncode == 0, stderr
+    pids = sorted(doc["pid"] for doc in scicat_server.datasets())
+    assert pids == sorted(f"{BT}/{name}" for name in names)
+    for name in names:
+        assert len(scicat_server.datablocks(f"{BT}/{name}")) == 1, name
+        assert len(scicat_server.attachments(f"{BT}/{name}")) == 1, name
+    errors = [line for line in open(log, encoding="utf-8") if "ERROR" in line]
+    assert errors == []
+
+
+def complete(f) -> list:
+    """The scans recorded with all three parts sent, sorted."""
+    done = set()
+    for line in f.read_ingested():
+        key, *stamps = line.rsplit(" ", 3)
+        if len(stamps) == 3 and all(float(stamp) > 0 for stamp in stamps):
+            done.add(key)
+    return sorted(done)

@@ -282,7 +282,7 @@ def test_server_error_postpones_the_batch_as_an_outage(beamtime_factory, scicat_
     f = beamtime_factory
     scans(f, "scan_00001", "scan_00002")
     f.append_list(None, "scan_00001", "scan_00002")
-    pipe = make_pipe()
+    pipe = make_pipe(max_scans_in_flight=1)  # concurrently: tests/test_concurrency.py
     scicat_server.faults.fail_next(status=503, method="POST", path="datasets$")
     assert _postponed(pipe).outage is True
     assert f.read_ingested() == [] and pipe.outcomes == []
@@ -470,7 +470,8 @@ def test_stop_event_ends_a_pass_between_entries(beamtime_factory, scicat_server,
         if stop_after_one[0]:
             pipes[0].stop.set()
 
-    pipe = make_pipe(on_outcome=outcome)
+    # one after another (concurrently: tests/test_concurrency.py)
+    pipe = make_pipe(on_outcome=outcome, max_scans_in_flight=1)
     pipes.append(pipe)
     result = pipe.process()
     assert result.processed == 1

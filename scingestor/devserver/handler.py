@@ -101,6 +101,7 @@ class DevRequestHandler(BaseHTTPRequestHandler):
                 response = Response.json(500, {"statusCode": 500,
                                                "message": "Internal server error"})
         record.response = response.body
+        record.answered = time.monotonic()
         if decision.drop:
             record.status = response.status
             record.dropped = True

@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List
 from urllib.parse import quote
@@ -22,7 +23,9 @@ class RecordedRequest:
 
     ``path`` is the raw path without the query string (``%2F`` kept);
     ``status`` is 0 while the request is in progress; ``dropped`` is True
-    when the connection was closed without an answer.
+    when the connection was closed without an answer. ``received`` and
+    ``answered`` are ``time.monotonic()`` when the request was read and when its
+    answer was ready (0 while in progress): the requests in flight at once.
     """
 
     number: int
@@ -34,6 +37,8 @@ class RecordedRequest:
     status: int = 0
     dropped: bool = False
     response: str = field(default="", repr=False)
+    received: float = 0.0
+    answered: float = 0.0
 
     def json(self) -> Any:
         """Return the body parsed as JSON (None if empty)."""
@@ -82,7 +87,8 @@ class RequestLog:
         """Record a new request and return its record."""
         with self._lock:
             self._counter += 1
-            record = RecordedRequest(self._counter, method, path, query, headers, body)
+            record = RecordedRequest(self._counter, method, path, query, headers, body,
+                                     received=time.monotonic())
             self._items.append(record)
             return record
 

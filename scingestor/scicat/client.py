@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, Optional, Tuple
 
 import requests
+from requests.adapters import DEFAULT_POOLSIZE, HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from scingestor.credentials import CredentialError
@@ -117,6 +118,12 @@ def response_json(response: requests.Response) -> Any:
 class SciCatClient:
     """One SciCat server: a ``requests.Session``, a cached token, retries.
 
+    Safe for concurrent use (the pipeline's sending threads): the token is read
+    and renewed under a lock, a refused token is renewed once however many
+    threads were refused, the session's connection pool holds one connection per
+    sending thread, and ``reachable``/``last_error`` describe the request that
+    finished last.
+
     ``credentials`` is the credential source (re-read before each login);
     ``token`` a ready token (e.g. from ``--token-file``); ``stop_event``
     interrupts retry sleeps; ``clock`` (monotonic seconds) decides token expiry.
@@ -131,6 +138,11 @@ class SciCatClient:
         self._stop = stop_event if stop_event is not None else threading.Event()
         self._clock = clock
         self._session = requests.Session()
+        # up to max_scans_in_flight threads share this session: one kept connection each
+        size = max(DEFAULT_POOLSIZE, int(getattr(cfg, "max_scans_in_flight", 1) or 1))
+        for prefix in ("http://", "https://"):
+            self._session.mount(prefix, HTTPAdapter(pool_connections=DEFAULT_POOLSIZE,
+                                                    pool_maxsize=size))
         self._login_lock = threading.Lock()
         self._token: Optional[Secret] = token if token else None
         self._token_expires: Optional[float] = None
@@ -188,6 +200,14 @@ class SciCatClient:
     def login(self) -> Secret:
         """Obtain a new token (from the credential file, or by a login request)."""
         with self._login_lock:
+            return self._login_locked()
+
+    def _renew(self, refused: Secret) -> Secret:
+        """A new token after SciCat refused ``refused`` (another thread may have renewed it)."""
+        with self._login_lock:
+            if self._token is not None and self._token is not refused and self._token_valid():
+                return self._token
+            self._token_expires = 0.0  # refused: not valid any more
             return self._login_locked()
 
     def _token_valid(self) -> bool:
@@ -312,14 +332,13 @@ class SciCatClient:
         method = method.upper()
         data = body if body is None or isinstance(body, (str, bytes)) else json.dumps(body)
         url = self.url(path)
+        used = self.token()
         response = self._send(method, url, data, idempotent=idempotent,
-                              token=self.token(), params=params)
+                              token=used, params=params)
         if response.status_code == 401 and self._credentials is not None:
             logger.info("SciCat refused the token (%s %s): logging in again",
                         method, strip_query(response.url))
-            with self._login_lock:
-                self._token_expires = 0.0  # refused: not valid any more
-                token = self._login_locked()
+            token = self._renew(used)
             response = self._send(method, url, data, idempotent=idempotent,
                                   token=token, params=params)
         status = response.status_code
