@@ -335,7 +335,7 @@ class SciCatClient:
         used = self.token()
         response = self._send(method, url, data, idempotent=idempotent,
                               token=used, params=params)
-        if response.status_code == 401 and self._credentials is not None:
+        if self._token_refused(response.status_code) and self._credentials is not None:
             logger.info("SciCat refused the token (%s %s): logging in again",
                         method, strip_query(response.url))
             token = self._renew(used)
@@ -348,6 +348,13 @@ class SciCatClient:
         error = _error_for(method, strip_query(response.url), status, server_message(response))
         self._last_error = str(error)
         raise error
+
+    def _token_refused(self, status: int) -> bool:
+        """401; under v4 also 403, its answer to an expired or unknown token.
+
+        (A 403 that stays after the new login is a real permission problem.)
+        """
+        return status == 401 or (status == 403 and self.api_version == 4)
 
     def probe(self) -> bool:
         """True if SciCat answers at all (any status below 500), without login.
