@@ -360,7 +360,8 @@ def test_refused_delete_names_the_setting_and_posts_nothing(scicat_server, tmp_p
     with pytest.raises(DeleteForbiddenError, match="DELETE_GROUPS"):
         publisher.sync_datablocks(PID, [datablock(("a.nxs", 1)), datablock(("b.nxs", 5))],
                                   replace=True)
-    assert scicat_server.requests_matching("POST") == []
+    # (under v4 a 403 first leads to one new login: that is the only POST)
+    assert [r for r in scicat_server.requests_matching("POST") if "login" not in r.path] == []
     assert len(scicat_server.requests_matching("PATCH")) == 1
     stored = sorted((b["dataFileList"][0]["path"], b["size"])
                     for b in scicat_server.datablocks(PID))
