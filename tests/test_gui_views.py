@@ -106,8 +106,10 @@ def test_overview_finds_the_ingestors_opens_a_panel_and_keeps_perspectives(
     devices = {"p01/scicatingestor/1": "p01", "p02/scicatingestor/1": "p02"}
     with database:
         servers = []
-        for device, name in devices.items():
-            factory = BeamtimeFactory(str(tmp_path / name))
+        for number, (device, name) in enumerate(devices.items()):
+            # a beamtime each: the same scan of one beamtime would be "unchanged" the
+            # second time (nothing to send), and not counted as ingested
+            factory = BeamtimeFactory(str(tmp_path / name), beamtime_id=f"9900123{number}")
             factory.write_nexus_scan(SCANS[0])
             with open(factory.list_path(), "w", encoding="utf-8") as handle:
                 handle.write(SCANS[0] + "\n")
