@@ -24,6 +24,7 @@ import itertools
 import logging
 import os
 import sys
+import threading
 from typing import Any, Callable, Iterator, List, Mapping
 
 import tango
@@ -97,3 +98,21 @@ def wait_device(proxy: tango.DeviceProxy, predicate: Callable[[], Any], what: st
     except TimeoutError:
         raise AssertionError(f"{what}: not reached within {timeout} s; device status: "
                              f"{proxy.StatusReport}") from None
+
+
+class EventLog:
+    """Thread-safe change-event callback: remembers every value received."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.values: List[Any] = []
+
+    def __call__(self, event: Any) -> None:
+        if event.err or event.attr_value is None:
+            return
+        with self._lock:
+            self.values.append(event.attr_value.value)
+
+    def seen(self, predicate: Callable[[Any], bool]) -> bool:
+        with self._lock:
+            return any(predicate(value) for value in list(self.values))

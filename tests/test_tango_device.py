@@ -25,31 +25,13 @@ from parts import import_part
 
 tango = import_part("tango", "tango")
 
-from tango_helpers import TIMEOUT, ingestor_servers, wait_device  # noqa: E402
+from tango_helpers import TIMEOUT, EventLog, ingestor_servers, wait_device  # noqa: E402
 
 from scingestor.testing.setup import wait_for, write_config  # noqa: E402
 from scingestor.testing.tango_env import DeviceServer  # noqa: E402
 
 BT = "99001234"
 DevState = tango.DevState
-
-
-class EventLog:
-    """Thread-safe change-event callback: remembers every value received."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.values: List[Any] = []
-
-    def __call__(self, event: Any) -> None:
-        if event.err or event.attr_value is None:
-            return
-        with self._lock:
-            self.values.append(event.attr_value.value)
-
-    def seen(self, predicate: Callable[[Any], bool]) -> bool:
-        with self._lock:
-            return any(predicate(value) for value in self.values)
 
 
 @pytest.fixture

@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
-from typing import Any, Callable, Iterator, List
+from typing import Any, Iterator
 
 import pytest
 from parts import import_part
 
 tango = import_part("tango", "tango")
 
-from tango_helpers import ROOT, TIMEOUT, wait_device  # noqa: E402
+from tango_helpers import ROOT, TIMEOUT, EventLog, wait_device  # noqa: E402
 
 from scingestor.testing import BeamtimeFactory, DevServerHandle, start_dev_server  # noqa: E402
 from scingestor.testing.setup import wait_for, write_config  # noqa: E402
@@ -29,24 +28,6 @@ BT = "99001234"
 WEB = "https://scicat.example.org"
 REJECTED = {"message": ["contactEmail must be an email"]}
 DevState = tango.DevState
-
-
-class EventLog:
-    """Thread-safe change-event callback: remembers every value received."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.values: List[Any] = []
-
-    def __call__(self, event: Any) -> None:
-        if event.err or event.attr_value is None:
-            return
-        with self._lock:
-            self.values.append(event.attr_value.value)
-
-    def seen(self, predicate: Callable[[Any], bool]) -> bool:
-        with self._lock:
-            return any(predicate(value) for value in list(self.values))
 
 
 @pytest.fixture(scope="module")
