@@ -57,9 +57,17 @@ class FailedSet:
                                           retry_at)
             self._version += 1
 
-    def succeeded(self, list_path: str, line: str) -> None:
+    def succeeded(self, list_path: str, line: str, scan: str = "") -> None:
+        """``line`` went in: it, and any failure of the same ``scan`` in the list, is gone.
+
+        (A re-ingest line ``scan:ts`` that succeeds settles the failed ``scan`` line.)
+        """
         with self._lock:
-            if self._scans.pop((list_path, line), None) is not None:
+            keys = [key for key, failed in self._scans.items()
+                    if key[0] == list_path and (key[1] == line or (scan and failed.scan == scan))]
+            for key in keys:
+                del self._scans[key]
+            if keys:
                 self._version += 1
 
     def derived(self, list_path: str) -> bool:

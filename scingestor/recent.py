@@ -66,9 +66,10 @@ class RecentScans:
                 ctx = self._contexts.get(scan.list_path)
             if ctx is None:
                 continue
-            if processor.retry_now(scan.list_path, scan.line) or scan.retry_at > 0:
+            if scan.retry_at > 0:  # retried automatically: only its back-off is cleared
+                processor.retry_now(scan.list_path, scan.line)
                 lists.add(scan.list_path)
-            else:
+            else:  # its failure is final in the ingested list: ask again with a new line
                 self._commands.reingest(scan.scan, ctx.scandir)
         self._failed.reschedule((scan.list_path, scan.line) for scan in chosen)
         for path in lists:
@@ -88,7 +89,7 @@ class RecentScans:
             result_of(not outcome.ok, outcome.action, outcome.datablocks, outcome.thumbnails),
             outcome.datablocks, outcome.thumbnails, outcome.error))
         if outcome.ok:
-            self._failed.succeeded(ctx.list_path, entry.line)
+            self._failed.succeeded(ctx.list_path, entry.line, entry.scanname)
         else:
             will_retry = not outcome.recorded or self._cfg.retry_failed_dataset_ingestion
             retry_at = 0.0

@@ -147,6 +147,21 @@ def test_failed_scans_after_a_restart_come_from_the_ingested_list(
         assert handle.read().split("\n")[-1].startswith("scan_00001:")
 
 
+def test_retry_of_a_final_failure_in_a_running_service(
+        beamtime_factory, scicat_server, service_factory):
+    f = beamtime_factory
+    f.write_nexus_scan("scan_00001")
+    scicat_server.faults.fail_next(1, status=400, body=REJECTED, method="POST",
+                                   path=r"datasets$")
+    f.append_list(None, "scan_00001")
+    service = service_factory(retry_failed_dataset_ingestion=False)
+    wait_for(lambda: len(service.failed_scans()) == 1, timeout=60)
+    assert service.failed_scans()[0].retry_at == 0.0  # final: no automatic retry
+    assert service.retry_failed("scan_00001") == 1
+    wait_for(lambda: scicat_server.dataset(f"{BT}/scan_00001") is not None, timeout=30)
+    wait_for(lambda: service.failed_scans() == (), timeout=30)
+
+
 def test_failed_scans_waiting_for_a_retry_after_a_restart(
         beamtime_factory, scicat_server, service_factory):
     """With retries on, a recorded failure is tried again at once after a restart."""
