@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""SciCat answering late: throughput with requests in flight concurrently (issue 11, point 2).
+"""SciCat answering late: throughput with requests in flight concurrently.
 
 Run ``python bench/latency.py`` (burst of 50, 5 single scans, re-ingestion of
 1000 scans, every request answered 50 ms late) or ``python bench/latency.py
@@ -35,6 +35,7 @@ from run import (  # noqa: E402
     RequestClock,
     Results,
     append_at_once,
+    guarded,
     ingested_count,
     median,
     progress,
@@ -168,16 +169,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tmp = tempfile.mkdtemp(prefix="scingestor-latency-")
     server = start_dev_server()
     clock = RequestClock(server)
-    ok = True
-    try:
+    def measure() -> None:
         bench_daemon(burst, singles, latency, overrides, server, clock, tmp, results)
         bench_reingest(reingest, latency, overrides, server, clock, tmp, results)
-    except Exception as exc:  # noqa: BLE001 - reported in the table
-        ok = False
-        results.note(f"ERROR: {type(exc).__name__}: {exc}")
-        for name in FIGURES:
-            if name not in {row.name for row in results.rows}:
-                results.add(name, "-", "error (see details)", "-", "-", None)
+
+    try:
+        ok = guarded(results, FIGURES, measure)
     finally:
         server.close()
         if options.keep:

@@ -38,6 +38,7 @@ from run import (  # noqa: E402
     Daemon,
     RequestClock,
     Results,
+    guarded,
     median,
     proc_kib,
     progress,
@@ -156,15 +157,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tmp = tempfile.mkdtemp(prefix="scingestor-longlist-")
     server = start_dev_server()
     clock = RequestClock(server)
-    ok = True
     try:
-        bench_long_lists(sizes, scans, server, clock, tmp, results)
-    except Exception as exc:  # noqa: BLE001 - reported in the table
-        ok = False
-        results.note(f"ERROR: {type(exc).__name__}: {exc}")
-        for name in FIGURES:
-            if name not in {row.name for row in results.rows}:
-                results.add(name, "-", "error (see details)", "-", "-", None)
+        ok = guarded(results, FIGURES,
+                     lambda: bench_long_lists(sizes, scans, server, clock, tmp, results))
     finally:
         server.close()
         if options.keep:
