@@ -3,7 +3,7 @@
 
 Run ``python bench/long_list.py`` (1 000 / 20 000 / 100 000 lines) or
 ``python bench/long_list.py --quick`` (1 000 / 5 000 lines). See bench/README.md
-"Long lists" and issue 11, point 3: a pass over a list must cost O(new lines),
+"Long lists": a pass over a list must cost O(new lines),
 whatever the length of the list (docs/architecture.md "Reading only what was
 appended").
 
