@@ -204,6 +204,11 @@ class IngestorConfig:
         "sending threads over one connection pool); metadata is still generated and the "
         "ingested list written in list order, a measurement is sent after its scans "
         "(README \"SciCat access\"). 1 = one scan after another.", minimum=1, new=True)
+    metadata_workers: int = _key(
+        0, "int", _S, "Scans whose metadata is generated at once: this process plus worker "
+        "processes started when a second scan waits (docs/architecture.md \"Metadata "
+        "generation on several cores\"). 0 = the number of usable CPUs, at most 4; "
+        "1 = one scan after another in this process.", minimum=0, new=True)
     token_in_query: bool = _key(
         False, "bool", _S, "Also send the token as `access_token` query parameter "
         "(old servers only).", new=True)

@@ -37,12 +37,27 @@ Finish = Callable[[Any, Any], None]
 
 
 class SendPool:
-    """A fixed pool of ``bound`` sending threads (none when ``bound`` is 1)."""
+    """A fixed pool of ``bound`` sending threads (none when ``bound`` is 1).
+
+    A second pool of ``bound`` threads sends a scan's thumbnail while its
+    sending thread sends the datablock (:meth:`parts`).
+    """
 
     def __init__(self, bound: int) -> None:
         self.bound = max(1, int(bound))
         self._executor: Optional[ThreadPoolExecutor] = None
+        self._parts: Optional[ThreadPoolExecutor] = None
         self._lock = threading.Lock()
+
+    def parts(self) -> Optional[ThreadPoolExecutor]:
+        """Threads for the second request of a scan (None when ``bound`` is 1)."""
+        if self.bound == 1:
+            return None
+        with self._lock:
+            if self._parts is None:
+                self._parts = ThreadPoolExecutor(max_workers=self.bound,
+                                                 thread_name_prefix="scingestor-part")
+            return self._parts
 
     def executor(self) -> Optional[ThreadPoolExecutor]:
         """The thread pool (created on first use); None: send in the caller's thread."""
@@ -57,9 +72,11 @@ class SendPool:
     def close(self) -> None:
         """Stop the threads (after the jobs in flight)."""
         with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True)
+            executors = (self._executor, self._parts)
+            self._executor = self._parts = None
+        for executor in executors:
+            if executor is not None:
+                executor.shutdown(wait=True)
 
 
 class SendBatch(Generic[R]):

@@ -288,12 +288,17 @@ class MetadataGenerator:
             self._run("attachment_metadata_generator", keywords)
         return os.path.isfile(self.paths(ctx, entry).attachment)
 
-    def run_callback(self, ctx: ScanDirContext, entry: Entry, state: MeasurementState) -> bool:
-        """Run ``metadata_generated_callback`` when due; True if it ran."""
+    def callback_due(self, state: MeasurementState) -> bool:
+        """True when ``metadata_generated_callback`` may run for an entry in ``state``."""
         cfg = self._cfg
         if not (cfg.call_metadata_generated_callback or state.active):
             return False
-        if not (cfg.metadata_generated_callback or "").strip():
+        return bool((cfg.metadata_generated_callback or "").strip())
+
+    def run_callback(self, ctx: ScanDirContext, entry: Entry, state: MeasurementState) -> bool:
+        """Run ``metadata_generated_callback`` when due; True if it ran."""
+        cfg = self._cfg
+        if not self.callback_due(state):
             return False
         if not state.last_measurement and not state.active:
             logger.debug("%s: no measurement was ever started; callback skipped", entry.scanname)

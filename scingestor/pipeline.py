@@ -3,80 +3,33 @@
 from __future__ import annotations
 
 import dataclasses
-import enum
 import logging
 import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Container, Optional, Tuple, Union
+from typing import Callable, Container, Optional
 
 from .beamtime import ScanDirContext
 from .config import IngestorConfig
+from .genpool import GenerationPool
 from .inflight import SendBatch, SendPool
 from .journal import IntentJournal
 from .listproto import Entry, EntryKind, UnsafeNameError, read_entries
 from .liststate import ListState, Pending
 from .metadata import MeasurementState, MetadataError, MetadataGenerator
-from .prepare import PreparedScan, ScanPreparer
+from .outcome import BatchPostponed, Done, EntryOutcome, Result, Step
+from .prepare import ScanPreparer
 from .runner import GeneratorError, GeneratorRunner
 from .scicat.errors import InvalidDocumentError, SciCatAuthError, SciCatError, TransientError
 from .scicat.publish import DatasetPublisher
-from .send import ScanSender, SendResult
+from .send import ScanSender
+from .stages import EntryStages
 from .state import IngestedList, Record, Stamps
 
+__all__ = ["BatchPostponed", "EntryOutcome", "ListProcessor", "ListResult", "Result"]
+
 logger = logging.getLogger(__name__)
-
-
-class BatchPostponed(Exception):
-    """SciCat cannot be used right now: try the list later; nothing was recorded.
-
-    ``outage`` is True when SciCat did not answer (or answered 5xx): the batch
-    resumes as soon as it answers again. False means it answered but the login
-    failed: the batch waits with back-off.
-    """
-
-    def __init__(self, reason: str, *, outage: bool) -> None:
-        super().__init__(reason)
-        self.outage = outage
-
-
-class Result(enum.Enum):
-    """What happened to one entry."""
-
-    INGESTED = "ingested"  # something was sent
-    UNCHANGED = "unchanged"  # nothing had to be sent
-    FAILED = "failed"
-    DRY_RUN = "dry run"  # would have been sent
-
-
-@dataclass(frozen=True)
-class EntryOutcome:
-    """What happened to one entry, reported to the service and the tools.
-
-    ``recorded`` failures are written to the ingested list (SciCat refused the
-    scan, or a file was unusable); the others (the metadata could not be made)
-    are not, and are tried again after the back-off in any case.
-    """
-
-    ctx: ScanDirContext
-    entry: Entry
-    result: Result
-    error: str = ""
-    recorded: bool = False
-    pid: str = ""
-    action: str = ""  # the dataset: created, patched, new_version, unchanged, skipped; "" not sent
-    datablocks: int = 0  # OrigDatablocks posted or rewritten
-    thumbnails: int = 0  # attachments posted or rewritten
-
-    @property
-    def ok(self) -> bool:
-        return self.result is not Result.FAILED
-
-    @property
-    def skipped(self) -> bool:
-        """True when nothing had to be sent."""
-        return self.result is Result.UNCHANGED
 
 
 @dataclass
@@ -100,10 +53,6 @@ class _Backoff:
 
 
 OutcomeCallback = Callable[[EntryOutcome], None]
-#: An entry's outcome and the stamps to record (None: nothing is recorded).
-Done = Tuple[EntryOutcome, Optional[Stamps]]
-#: What the metadata stage of an entry gives: a result, or the publish stage still to run.
-Step = Union[Done, Callable[[], Done]]
 
 
 class ListProcessor:
@@ -122,9 +71,15 @@ class ListProcessor:
         self._cfg = cfg
         self._publisher = publisher
         self._generator = MetadataGenerator(cfg, runner)
-        self._preparer = ScanPreparer(cfg, self._generator)
-        self._sender = ScanSender(publisher, self._generator,
-                                  ingest_attachments=cfg.ingest_dataset_attachment)
+        preparer = ScanPreparer(cfg, self._generator)
+        # metadata of several scans generated at once (genpool.py, metadata_workers)
+        self._generation = GenerationPool(cfg, preparer, in_process=runner.in_process)
+        # a fixed number of sending threads, whatever the number of lists (inflight.py)
+        self._pool = SendPool(cfg.max_scans_in_flight)
+        sender = ScanSender(publisher, self._generator,
+                            ingest_attachments=cfg.ingest_dataset_attachment,
+                            parts=self._pool.parts)
+        self._stages = EntryStages(cfg, preparer, self._generation, sender, dry_run=dry_run)
         self._on_outcome = on_outcome
         self._stop = stop_event or threading.Event()
         self._dry_run = dry_run
@@ -134,14 +89,11 @@ class ListProcessor:
         self._backoff: dict[tuple[str, str], _Backoff] = {}
         self._reported_invalid: set[tuple[str, str]] = set()
         self._groups: dict[str, tuple[Optional[str], Optional[list[str]]]] = {}
-        # a fixed number of sending threads, whatever the number of lists (inflight.py)
-        self._pool = SendPool(cfg.max_scans_in_flight)
-        # the in-process nxsfileinfo is not thread-safe: every generator call holds this
-        self._generate_lock = threading.Lock()
 
     def close(self) -> None:
-        """Stop the sending threads (call after the last :meth:`process`)."""
+        """Stop the sending threads and the metadata workers (after the last :meth:`process`)."""
         self._pool.close()
+        self._generation.close()
 
     # -- bookkeeping -------------------------------------------------------------------
     def ingested_list(self, ctx: ScanDirContext) -> IngestedList:
@@ -299,6 +251,7 @@ class ListProcessor:
         are not executed, the ingested list is replaced at the end."""
         result = ListResult()
         new_records: list[Record] = []
+        self.journal(ctx).refresh()
 
         def finish(entry: Entry, done: Done) -> None:
             outcome, stamps = done
@@ -326,6 +279,7 @@ class ListProcessor:
         batch.drain()
         if not self._dry_run and not self._stop.is_set():
             ingested.replace_all(new_records)
+            self.journal(ctx).compact(ingested.is_ingested)
         return result
 
     def _empty_measurement(self, ctx: ScanDirContext, entry: Entry,
@@ -376,11 +330,29 @@ class ListProcessor:
     def _start(self, batch: SendBatch[Done], ctx: ScanDirContext, entry: Entry,
                state: MeasurementState, started: Container[str], reingest_all: bool,
                ingested: IngestedList, payload: object) -> None:
-        """Ingest or re-ingest one entry: its metadata stage here, in list order, its
-        publish stage in the batch (the sending threads, at most ``max_scans_in_flight``)."""
-        stage = self._reingest if (reingest_all or entry.is_reingest) else self._ingest
-        with self._generate_lock:
-            step = self._guard(ctx, entry, lambda: stage(ctx, entry, state, started, ingested))
+        """Ingest or re-ingest one entry (docs/architecture.md "Threads").
+
+        What the ingested list and the journal know of the line is read here, in
+        list order. Both stages then run in the batch (a sending thread, at most
+        ``max_scans_in_flight``), the metadata stage in a free generation slot, so
+        several scans are made at once. An entry that runs the grouping callback
+        (a measurement member) is made here, one after another, as the callbacks
+        of one measurement write the same files.
+        """
+        reingest = reingest_all or entry.is_reingest
+        known = self._stages.known(entry, ingested, self.journal(ctx), reingest)
+        stage = self._stages.reingest if reingest else self._stages.ingest
+
+        def metadata() -> Step:
+            return stage(ctx, entry, state, started, known)
+
+        if self._generation.parallel and not self._generator.callback_due(state):
+            def both() -> Done:
+                step = self._guard(ctx, entry, metadata)
+                return self._guard(ctx, entry, step) if callable(step) else step
+            batch.submit(entry.scanname, both, payload)
+            return
+        step = self._guard(ctx, entry, metadata)
         if callable(step):
             send = step
             batch.submit(entry.scanname, lambda: self._guard(ctx, entry, send), payload)
@@ -404,110 +376,6 @@ class ListProcessor:
             # the metadata could not be made: nothing recorded, tried again later
             logger.warning("%s:%d: %s: %s", ctx.list_path, entry.lineno, entry.scanname, exc)
             return EntryOutcome(ctx, entry, Result.FAILED, str(exc)), None
-
-    def _finish(self, ctx: ScanDirContext, entry: Entry, sent: SendResult,
-                previous: Stamps) -> tuple[EntryOutcome, Stamps]:
-        errors = sent.errors
-        for error in errors:
-            logger.error("%s: %s", entry.scanname, error)
-        wrote = (sent.action not in ("", "unchanged", "skipped")
-                 or sent.datablock.count or sent.attachment.count)
-        result = Result.FAILED if errors else (Result.INGESTED if wrote else Result.UNCHANGED)
-        outcome = EntryOutcome(ctx, entry, result, "; ".join(errors), recorded=bool(errors),
-                               pid=sent.pid, action=sent.action,
-                               datablocks=sent.datablock.count,
-                               thumbnails=sent.attachment.count)
-        return outcome, sent.stamps(previous)
-
-    def _ingest(
-        self,
-        ctx: ScanDirContext,
-        entry: Entry,
-        state: MeasurementState,
-        started: Container[str],
-        ingested: IngestedList,
-    ) -> Step:
-        """Normal ingestion of a plain scan line (README "Dataset lists")."""
-        prepared = self._preparer.prepare(ctx, entry, state, started)
-        previous = ingested.last_stamps(entry.line) or Stamps(0, 0, 0)
-        if self._cfg.skip_scan_dataset_ingestion:
-            return EntryOutcome(ctx, entry, Result.UNCHANGED), Stamps(0, 0, 0)
-        self._check_files(prepared)
-        if self._dry_run:
-            logger.info("dry run: would ingest %s (%s)", entry.scanname, prepared.pid)
-            return EntryOutcome(ctx, entry, Result.DRY_RUN), None
-        # never recorded and never tried: certainly not in SciCat, so no existence checks
-        journal = self.journal(ctx)
-        fresh = ingested.last_stamps(entry.line) is None and entry.line not in journal
-        if fresh:
-            journal.add(entry.line)  # durable before the first request that creates anything
-        measurement = _measurement(state)
-
-        def send() -> Done:  # the publish stage, in a sending thread
-            dataset = self._sender.send_dataset(ctx, prepared, measurement, fresh=fresh)
-            block, thumb = self._sender.send_children(dataset.pid, prepared, replace=False,
-                                                      fresh=dataset.fresh)
-            sent = SendResult(dataset.pid, True, prepared.dataset_mtime, block, thumb,
-                              action=dataset.action)
-            return self._finish(ctx, entry, sent, Stamps(0, previous.datablock, 0))
-        return send
-
-    @staticmethod
-    def _check_files(prepared: PreparedScan) -> None:
-        """Both the dataset and the datablock file must exist and the dataset be usable."""
-        if prepared.dataset_error:
-            raise InvalidDocumentError(prepared.dataset_error)
-        if prepared.dataset is None or not prepared.datablock.exists:
-            raise InvalidDocumentError("no dataset metadata was generated")
-
-    def _reingest(
-        self,
-        ctx: ScanDirContext,
-        entry: Entry,
-        state: MeasurementState,
-        started: Container[str],
-        ingested: IngestedList,
-    ) -> Step:
-        """Re-ingestion of one line (README "Re-ingestion"): send only what changed."""
-        reference = ingested.reference(entry.line)
-        prepared = self._preparer.prepare(ctx, entry, state, started, refresh_datablock=True)
-        known = reference or Stamps(0, 0, 0)
-        send_dataset = reference is None or prepared.dataset_changed or (
-            prepared.dataset_mtime > known.dataset
-            and self._cfg.dataset_update_strategy != "no")
-        send_datablocks = (reference is None or prepared.datablock.changed
-                           or prepared.datablock.mtime > known.datablock)
-        send_attachments = (reference is None or prepared.attachment.changed
-                            or prepared.attachment.mtime > known.attachment)
-        self._check_files(prepared)
-        if not (send_dataset or send_datablocks or send_attachments):
-            return EntryOutcome(ctx, entry, Result.UNCHANGED), reference
-        if self._dry_run:
-            logger.info(
-                "dry run: would re-ingest %s (dataset=%s datablocks=%s attachments=%s)",
-                entry.scanname, send_dataset, send_datablocks, send_attachments)
-            return EntryOutcome(ctx, entry, Result.DRY_RUN), None
-        measurement = _measurement(state)
-
-        def send() -> Done:  # the publish stage, in a sending thread
-            current, pid, action, blocks = prepared, prepared.pid, "", send_datablocks
-            if send_dataset:
-                dataset = self._sender.send_dataset(ctx, current, measurement)
-                pid, action = dataset.pid, dataset.action
-                if pid != current.pid and not current.datablock.multi:
-                    with self._generate_lock:  # a new version: its datablock is made again
-                        current = self._preparer.remake_datablock(ctx, entry, state, current)
-                    blocks = True
-            block, thumb = self._sender.send_children(
-                pid, current, replace=True, datablocks=blocks, attachments=send_attachments)
-            sent = SendResult(pid, send_dataset, current.dataset_mtime, block, thumb,
-                              action=action)
-            return self._finish(ctx, entry, sent, known)
-        return send
-
-
-def _measurement(state: MeasurementState) -> str:
-    return state.measurement if state.active else ""
 
 
 def _earliest(current: Optional[float], candidate: float) -> float:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import enum
 import logging
+from concurrent.futures import Executor, wait
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 from .beamtime import ScanDirContext
 from .metadata import MetadataGenerator
@@ -73,10 +74,12 @@ class ScanSender:
     """Sends a prepared scan's dataset, datablocks and thumbnails."""
 
     def __init__(self, publisher: DatasetPublisher, generator: MetadataGenerator,
-                 *, ingest_attachments: bool) -> None:
+                 *, ingest_attachments: bool,
+                 parts: Optional[Callable[[], Optional[Executor]]] = None) -> None:
         self._publisher = publisher
         self._generator = generator
         self._ingest_attachments = ingest_attachments
+        self._parts = parts or (lambda: None)
 
     def send_dataset(self, ctx: ScanDirContext, prepared: PreparedScan,
                      measurement: str, *, fresh: bool = False) -> DatasetResult:
@@ -104,16 +107,29 @@ class ScanSender:
 
         ``fresh``: the dataset was created just now, so it has none (no listing).
         """
-        block = PartResult()
-        thumb = PartResult()
-        if datablocks:
-            block = _send_part("datablock", prepared.datablock, lambda docs: (
+        def block() -> PartResult:
+            if not datablocks:
+                return PartResult()
+            return _send_part("datablock", prepared.datablock, lambda docs: (
                 self._publisher.sync_datablocks(pid, docs, replace=replace, fresh=fresh)))
-        if attachments and self._ingest_attachments and prepared.attachment.exists:
-            thumb = _send_part("attachment", prepared.attachment, lambda docs: (
+
+        def thumb() -> PartResult:
+            if not (attachments and self._ingest_attachments and prepared.attachment.exists):
+                return PartResult()
+            return _send_part("attachment", prepared.attachment, lambda docs: (
                 self._publisher.sync_attachments(pid, docs, replace_all=replace,
                                                  fresh=fresh)))
-        return block, thumb
+
+        executor = self._parts()
+        if executor is None or not datablocks:
+            return block(), thumb()
+        # independent of each other once the dataset exists: both in flight at once
+        pending = executor.submit(thumb)
+        try:
+            sent = block()
+        finally:
+            wait([pending])
+        return sent, pending.result()
 
 
 def _send_part(what: str, part: MetadataPart,

@@ -8,8 +8,9 @@ in ``tests/test_daemon_cli.py``.
 
 from __future__ import annotations
 
+import collections
 import threading
-from typing import Any, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
@@ -37,16 +38,26 @@ def api_requests(server) -> List[Any]:
 
 
 def most_in_flight(server) -> int:
-    """The largest number of requests the server was handling at one instant."""
-    events: List[Tuple[float, int]] = []
+    """The largest number of scans with a request being handled at one instant."""
+    return in_flight(server)[0]
+
+
+def in_flight(server) -> Tuple[int, int]:
+    """The most scans, and the most requests of one scan, being handled at one instant."""
+    events: List[Tuple[float, int, str]] = []
     for r in server.requests:
-        if r.received and r.answered:
-            events += [(r.received, 1), (r.answered, -1)]
-    most = current = 0
-    for _, step in sorted(events, key=lambda e: (e[0], e[1])):  # an end before a start
-        current += step
-        most = max(most, current)
-    return most
+        name = owner(r)
+        if r.received and r.answered and name:
+            events += [(r.received, 1, name), (r.answered, -1, name)]
+    active: Dict[str, int] = collections.Counter()
+    most_scans = most_per_scan = 0
+    for _, step, name in sorted(events, key=lambda e: (e[0], e[1])):  # an end before a start
+        active[name] += step
+        if not active[name]:
+            del active[name]
+        most_scans = max(most_scans, len(active))
+        most_per_scan = max(most_per_scan, active.get(name, 0))
+    return most_scans, most_per_scan
 
 
 def counts(server, name: str) -> Tuple[int, int, int]:
@@ -128,17 +139,20 @@ def test_never_more_than_the_bound_in_flight_and_a_fixed_pool(
     scans(f, *names)
     scicat_server.faults.set_latency(0.2)
     f.append_list(None, *names)
+    before = set(threading.enumerate())  # threads of earlier tests may still run
     service = service_factory(max_scans_in_flight=bound)
     wait_for(lambda: len(f.read_ingested()) == len(names), timeout=60)
-    senders = [t for t in threading.enumerate() if t.name.startswith("scingestor-send")]
+    senders = [t for t in set(threading.enumerate()) - before
+               if t.name.startswith("scingestor-send")]
     service.wait_idle()
-    most = most_in_flight(scicat_server)
+    most, per_scan = in_flight(scicat_server)
     assert most <= bound
     if bound > 1:
         assert most >= 2  # they did overlap (9 scans, 3 requests of 0.2 s each)
         assert 0 < len(senders) <= bound
+        assert per_scan == 2  # a scan's datablock and thumbnail were sent at once
     else:
-        assert senders == []
+        assert senders == [] and per_scan == 1
     assert recorded(f) == names  # in list order, whatever finished first
     for name in names:
         assert counts(scicat_server, name) == (1, 1, 1)

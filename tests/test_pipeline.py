@@ -76,6 +76,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 def make_pipe(beamtime_factory, scicat_server) -> Iterator[Callable[..., Pipe]]:
     """Build a :class:`Pipe` for the factory's scan directory; keywords override the config."""
     clients: List[SciCatClient] = []
+    processors: List[ListProcessor] = []
 
     def make(*, dry_run: bool = False,
              on_outcome: Optional[Callable[[EntryOutcome], None]] = None,
@@ -96,11 +97,14 @@ def make_pipe(beamtime_factory, scicat_server) -> Iterator[Callable[..., Pipe]]:
 
         processor = ListProcessor(cfg, DatasetPublisher(cfg, client), GeneratorRunner(cfg),
                                   on_outcome=report, stop_event=stop, dry_run=dry_run)
+        processors.append(processor)
         ctx = scandir_context(cfg, load_beamtime(beamtime_factory.metadata_path),
                               beamtime_factory.scandir)
         return Pipe(processor, ctx, outcomes, stop)
 
     yield make
+    for processor in processors:
+        processor.close()  # its sending threads and metadata workers
     for client in clients:
         client.close()
 
