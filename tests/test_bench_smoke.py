@@ -1,5 +1,5 @@
-"""Smoke test of the benchmark: ``bench/run.py --quick`` (and ``bench/long_list.py``) run
-and print every figure.
+"""Smoke test of the benchmark: ``bench/run.py --quick`` (and ``bench/long_list.py``,
+``bench/fio_burst.py --quick``) run and print every figure.
 
 The measured values are never checked here (they depend on the machine); the
 benchmark itself prints OK/MISSED beside each target.
@@ -52,5 +52,17 @@ def test_long_list_benchmark_runs_and_prints_its_figures():
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for name in ("one more scan, long list: latency", "one more scan, long list: CPU",
                  "resident memory, long list"):
+        rows = [line for line in result.stdout.splitlines() if line.startswith(name + " ")]
+        assert rows and rows[0].rstrip().endswith(("OK", "MISSED")), result.stdout
+
+
+def test_fio_burst_benchmark_runs_and_prints_its_figures():
+    script = os.path.join(ROOT, "bench", "fio_burst.py")
+    result = subprocess.run(
+        [sys.executable, script, "--quick"], capture_output=True, text=True, timeout=300,
+        stdin=subprocess.DEVNULL, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for name in ("2000 plotted FIO scans in one write", "plotted FIO burst: scans per minute"):
         rows = [line for line in result.stdout.splitlines() if line.startswith(name + " ")]
         assert rows and rows[0].rstrip().endswith(("OK", "MISSED")), result.stdout
