@@ -54,7 +54,7 @@ class EntryStages:
 
         Fresh means: a plain line never recorded and never tried, so no request
         of it can have reached SciCat and the existence checks are skipped
-        (docs/architecture.md "Three requests per scan").
+        (README "SciCat access", "Three requests for a new scan").
         """
         previous = ingested.last_stamps(entry.line)
         reference = ingested.reference(entry.line) if reingest else None

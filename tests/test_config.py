@@ -161,6 +161,7 @@ EXPECTED_DEFAULTS = {
     "token_in_query": False,
     "request_timeout": 30.0,
     "max_scans_in_flight": 4,
+    "metadata_workers": 0,
     "scicat_web_url": "",
     "generator_timeout": 600.0,
     "retry_backoff_initial": 2.0,
@@ -171,6 +172,7 @@ EXPECTED_DEFAULTS = {
 NEW_KEYS = {
     "token_in_query", "request_timeout", "max_scans_in_flight", "generator_timeout",
     "retry_backoff_initial", "retry_backoff_max", "poll_only", "scicat_web_url",
+    "metadata_workers",
 }  # fmt: skip
 
 
@@ -327,6 +329,7 @@ def test_wrong_integer_message_is_one_line_naming_file_and_key(tmp_path: Path) -
         ("ingestion_delay_time: -1", "ingestion_delay_time", "at least 0"),
         ("request_timeout: 0", "request_timeout", "greater than 0"),
         ("max_scans_in_flight: 0", "max_scans_in_flight", "at least 1"),
+        ("metadata_workers: -1", "metadata_workers", "at least 0"),
         ("generator_timeout: [1]", "generator_timeout", "got a list"),
         ("beamtime_dirs: /gpfs/current", "beamtime_dirs", "expected a list of strings"),
         ("scandir_blacklist: [[/a]]", "scandir_blacklist", "entry that is a list"),
