@@ -15,7 +15,7 @@ import logging
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,8 @@ class NxsFileInfo:
         status = 0
         with _LOCK:
             try:
-                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                        _no_redraw_after_save():
                     try:
                         self._main(args)
                     except SystemExit as exc:
@@ -112,6 +113,38 @@ class NxsFileInfo:
                     # A failed run may leave an HDF5 file object behind in a dead frame.
                     gc.collect()
         return NxsResult(status, out.getvalue(), err.getvalue())
+
+
+@contextlib.contextmanager
+def _no_redraw_after_save() -> Iterator[None]:
+    """Skip the redraw that ``pyplot.savefig`` makes *after* writing the image.
+
+    nxsfileinfo renders a thumbnail into a buffer with ``pyplot.savefig`` and
+    closes the figure; pyplot then draws the whole figure once more (to reset
+    colours for interactive windows), which is a third of the cost of a plotted
+    scan and changes nothing that was written (the in-process output is
+    compared byte for byte with the program's by tests/test_nxsrunner.py).
+    """
+    agg = sys.modules.get("matplotlib.backends.backend_agg")
+    if agg is None and "matplotlib" in sys.modules:
+        import matplotlib.backends.backend_agg as agg
+    if agg is None:
+        yield
+        return
+    canvas = agg.FigureCanvasAgg
+    own = canvas.__dict__.get("draw_idle")
+    canvas.draw_idle = _no_draw
+    try:
+        yield
+    finally:
+        if own is None:
+            del canvas.draw_idle
+        else:
+            canvas.draw_idle = own
+
+
+def _no_draw(self: Any, *args: Any, **kwargs: Any) -> None:
+    return None
 
 
 def _exit_status(code: Any, err: io.StringIO) -> int:
