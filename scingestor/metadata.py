@@ -261,15 +261,20 @@ class MetadataGenerator:
         keywords = self.keywords(ctx, entry, state)
         self._run("datablock_metadata_generator", keywords, self._datablock_tokens(ctx, entry))
 
-    def stream_datablock(self, ctx: ScanDirContext, entry: Entry, state: MeasurementState) -> Any:
-        """Run the stream generator and return its JSON output (re-ingestion)."""
-        keywords = self.keywords(ctx, entry, state)
-        output = self._run(
-            "datablock_metadata_stream_generator",
-            keywords,
-            self._datablock_tokens(ctx, entry),
-            capture=True,
-        )
+    def stream_command(self, ctx: ScanDirContext, entry: Entry,
+                       state: MeasurementState) -> generators.Command:
+        """The stream generator's command for ``entry`` (re-ingestion)."""
+        return generators.build_command(
+            self._cfg, "datablock_metadata_stream_generator", self.keywords(ctx, entry, state),
+            tokens=self._datablock_tokens(ctx, entry))
+
+    def runs_in_process(self, command: generators.Command) -> bool:
+        """True when ``command`` runs in the in-process nxsfileinfo."""
+        return self._runner.runs_in_process(command)
+
+    def stream_datablock(self, command: generators.Command) -> Any:
+        """Run the stream generator's ``command``; return its JSON output (re-ingestion)."""
+        output = self._runner.run(command, capture=True)
         try:
             return json.loads(output)
         except ValueError as exc:

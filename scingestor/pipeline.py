@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Container, Optional
 
 from .beamtime import ScanDirContext
+from .checked import CheckedDatablocks
 from .config import IngestorConfig
 from .genpool import GenerationPool
 from .inflight import SendBatch, SendPool
@@ -252,6 +253,7 @@ class ListProcessor:
         result = ListResult()
         new_records: list[Record] = []
         self.journal(ctx).refresh()
+        checks = CheckedDatablocks(ctx.ingested_path)
 
         def finish(entry: Entry, done: Done) -> None:
             outcome, stamps = done
@@ -275,8 +277,12 @@ class ListProcessor:
             if self._stop.is_set():
                 break
             result.processed += 1
-            self._start(batch, ctx, entry, MeasurementState(), set(), True, ingested, entry)
-        batch.drain()
+            self._start(batch, ctx, entry, MeasurementState(), set(), True, ingested, entry,
+                        checks)
+        try:
+            batch.drain()
+        finally:
+            checks.save()
         if not self._dry_run and not self._stop.is_set():
             ingested.replace_all(new_records)
             self.journal(ctx).compact(ingested.is_ingested)
@@ -329,7 +335,8 @@ class ListProcessor:
     # -- one entry -------------------------------------------------------------------------
     def _start(self, batch: SendBatch[Done], ctx: ScanDirContext, entry: Entry,
                state: MeasurementState, started: Container[str], reingest_all: bool,
-               ingested: IngestedList, payload: object) -> None:
+               ingested: IngestedList, payload: object,
+               checks: Optional[CheckedDatablocks] = None) -> None:
         """Ingest or re-ingest one entry (docs/architecture.md "Threads").
 
         What the ingested list and the journal know of the line is read here, in
@@ -340,7 +347,7 @@ class ListProcessor:
         of one measurement write the same files.
         """
         reingest = reingest_all or entry.is_reingest
-        known = self._stages.known(entry, ingested, self.journal(ctx), reingest)
+        known = self._stages.known(entry, ingested, self.journal(ctx), reingest, checks)
         stage = self._stages.reingest if reingest else self._stages.ingest
 
         def metadata() -> Step:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Container, Optional
 
 from .beamtime import ScanDirContext
+from .checked import Check, file_stamp, fingerprint
 from .config import IngestorConfig
 from .listproto import Entry
 from .metadata import (
@@ -60,6 +61,7 @@ class PreparedScan:
     datablock: MetadataPart
     attachment: MetadataPart
     dataset_error: str = ""  # the dataset file exists but is not a JSON object
+    datablock_check: Optional[Check] = None  # the datablock matched its files (checked.py)
 
     @property
     def pid(self) -> str:
@@ -92,12 +94,16 @@ class ScanPreparer:
         return self._generator
 
     def prepare(self, ctx: ScanDirContext, entry: Entry, state: MeasurementState,
-                started: Container[str], *, refresh_datablock: bool = False) -> PreparedScan:
+                started: Container[str], *, refresh_datablock: bool = False,
+                checked: Optional[Check] = None) -> PreparedScan:
         """Make the metadata files of ``entry`` current and read them.
 
         ``refresh_datablock`` (re-ingestion) compares a single-object datablock
         file with the stream generator's view of the data files and rewrites
-        it when they differ. Generator failures raise (the entry is retried).
+        it when they differ; ``checked`` is the last such comparison
+        (:mod:`scingestor.checked`): when neither the files nor the datablock
+        changed since, the generator is not run. Generator failures raise (the
+        entry is retried).
         """
         cfg = self._cfg
         gen = self._generator
@@ -117,24 +123,37 @@ class ScanPreparer:
         if cfg.ingest_dataset_attachment and not os.path.isfile(paths.attachment):
             attachment_changed = gen.generate_attachment(ctx, entry, state)
         gen.run_callback(ctx, entry, state)
+        check = None
         if refresh_datablock and not datablock_changed:
-            datablock_changed = self._refresh_datablock(ctx, entry, state, paths.datablock)
-        return self._read(paths, not existed, datablock_changed, attachment_changed)
+            datablock_changed, check = self._refresh_datablock(
+                ctx, entry, state, paths.datablock, checked)
+        prepared = self._read(paths, not existed, datablock_changed, attachment_changed)
+        return dataclasses.replace(prepared, datablock_check=check) if check else prepared
 
     def _refresh_datablock(self, ctx: ScanDirContext, entry: Entry, state: MeasurementState,
-                           path: str) -> bool:
-        """Rewrite a single-object datablock file that no longer lists the data files."""
+                           path: str, checked: Optional[Check]) -> tuple[bool, Optional[Check]]:
+        """Rewrite a single-object datablock file that no longer lists the data files.
+
+        Returns whether it was rewritten and the check to keep (None: not cacheable).
+        """
+        if not os.path.isfile(path):
+            return False, None
+        command = self._generator.stream_command(ctx, entry, state)
+        inputs = (fingerprint(command.argv)
+                  if self._generator.runs_in_process(command) else "")
+        if inputs and checked == (inputs, *file_stamp(path)):
+            return False, checked
         try:
-            current = load_json(path) if os.path.isfile(path) else None
+            current = load_json(path)
         except MetadataError:
             current = None
-        if isinstance(current, list) or not os.path.isfile(path):
-            return False
-        fresh = self._generator.stream_datablock(ctx, entry, state)
-        if current == fresh:
-            return False
-        atomic_write(path, json.dumps(fresh, indent=4))
-        return True
+        if isinstance(current, list):
+            return False, None
+        fresh = self._generator.stream_datablock(command)
+        changed = current != fresh
+        if changed:
+            atomic_write(path, json.dumps(fresh, indent=4))
+        return changed, ((inputs, *file_stamp(path)) if inputs else None)
 
     def remake_datablock(self, ctx: ScanDirContext, entry: Entry, state: MeasurementState,
                          prepared: PreparedScan) -> PreparedScan:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Container, Optional
+from typing import Any, Container, Optional
 
 from .beamtime import ScanDirContext
+from .checked import CheckedDatablocks
 from .config import IngestorConfig
 from .genpool import GenerationPool
 from .journal import IntentJournal
@@ -35,6 +36,7 @@ class Known:
     previous: Optional[Stamps] = None  # the latest record, complete or not
     reference: Optional[Stamps] = None  # the latest complete record (re-ingestion)
     fresh: bool = False  # never recorded and never tried: certainly not in SciCat
+    checks: Optional[CheckedDatablocks] = None  # datablocks known to match (the tool)
 
 
 class EntryStages:
@@ -49,7 +51,7 @@ class EntryStages:
         self._dry_run = dry_run
 
     def known(self, entry: Entry, ingested: IngestedList, journal: IntentJournal,
-              reingest: bool) -> Known:
+              reingest: bool, checks: Optional[CheckedDatablocks] = None) -> Known:
         """Read what is known of ``entry``; a fresh line is journaled before it is sent.
 
         Fresh means: a plain line never recorded and never tried, so no request
@@ -64,10 +66,10 @@ class EntryStages:
             self._cfg.skip_scan_dataset_ingestion and not reingest)
         if fresh and sends:
             journal.add(entry.line)  # durable before the first request that creates anything
-        return Known(previous, reference, fresh and sends)
+        return Known(previous, reference, fresh and sends, checks)
 
     def _prepare(self, ctx: ScanDirContext, entry: Entry, state: MeasurementState,
-                 started: Container[str], **options: bool) -> PreparedScan:
+                 started: Container[str], **options: Any) -> PreparedScan:
         grouped = frozenset([entry.scanname]) if entry.scanname in started else frozenset()
         return self._pool.prepare(ctx, entry, state, grouped, **options)
 
@@ -97,7 +99,11 @@ class EntryStages:
                  started: Container[str], known: Known) -> Step:
         """Re-ingestion of one line (README "Re-ingestion"): send only what changed."""
         reference = known.reference
-        prepared = self._prepare(ctx, entry, state, started, refresh_datablock=True)
+        checks = known.checks
+        prepared = self._prepare(ctx, entry, state, started, refresh_datablock=True,
+                                 checked=checks.get(entry.line) if checks else None)
+        if checks is not None:
+            checks.set(entry.line, prepared.datablock_check)
         last = reference or Stamps(0, 0, 0)
         send_dataset = reference is None or prepared.dataset_changed or (
             prepared.dataset_mtime > last.dataset
