@@ -35,6 +35,10 @@ if REPO not in sys.path:
 from scingestor.testing import BeamtimeFactory, DevServerHandle, start_dev_server  # noqa: E402
 from scingestor.testing.setup import wait_for, write_config  # noqa: E402
 
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+import history_cost  # noqa: E402
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 POLL = 0.005  # seconds between checks while waiting for something
 
@@ -50,8 +54,10 @@ F_THREADS_MANY = "threads, many dirs"
 F_RSS = "resident memory"
 F_COLD = "reingest cold"
 F_WARM = "reingest unchanged"
+F_HISTORY_CPU = "history CPU per scan"
+F_HISTORY_MEM = "history memory, full"
 FIGURES = (F_LATENCY, F_BURST, F_CPU, F_SETTLE, F_IDLE, F_STOP, F_THREADS_FEW,
-           F_THREADS_MANY, F_RSS, F_COLD, F_WARM)
+           F_THREADS_MANY, F_RSS, F_COLD, F_WARM, F_HISTORY_CPU, F_HISTORY_MEM)
 
 
 @dataclass
@@ -65,14 +71,15 @@ class Sizes:
     many_dirs: int
     idle_seconds: float
     reingest: int  # scans for scicat_dataset_ingest
+    history_outcomes: int  # outcomes timed through the service's outcome path
     points: int = 100
     detector_files: int = 3
 
 
 FULL = Sizes(runs=3, singles=5, burst=50, few_dirs=200, many_dirs=2000, idle_seconds=10.0,
-             reingest=50)
+             reingest=50, history_outcomes=20000)
 QUICK = Sizes(runs=1, singles=3, burst=10, few_dirs=20, many_dirs=200, idle_seconds=2.0,
-              reingest=10)
+              reingest=10, history_outcomes=2000)
 
 
 # --------------------------------------------------------------------------- results
@@ -562,6 +569,34 @@ def bench_reingest(sizes: Sizes, server: DevServerHandle, clock: RequestClock, t
     results.add(F_WARM, scale, f"{median(warms):.2f} s", "< 1 s", "~16 s", median(warms) < 1.0)
 
 
+def bench_history(sizes: Sizes, server: DevServerHandle, tmp: str, results: Results) -> None:
+    """Figures 10, 11: what the recent history costs (in this process, bench/history_cost.py)."""
+    factory = BeamtimeFactory(os.path.join(tmp, "history"), beamtime_id="99001004")
+    cost = history_cost.measure(factory, server.url, sizes.history_outcomes)
+    scale = f"{cost.outcomes} outcomes"
+    results.add(F_HISTORY_CPU, scale, f"{cost.cpu_us:.1f} us", "< 1000 us (1 % of 0.1 CPU-s)",
+                "-", cost.cpu_us < 1000)
+    cpu_rows = [row for row in results.rows if row.name == F_CPU and row.ok is not None]
+    share = ""
+    if cpu_rows:
+        per_scan = float(cpu_rows[0].measured.split()[0])
+        share = f" = {cost.cpu_us / (per_scan * 1e6) * 100:.3f} % of the measured {F_CPU}"
+    results.note(f"{F_HISTORY_CPU}: recording an outcome (history + failed set) "
+                 f"{cost.record_us:.1f} us, with the reads of a status update and of the "
+                 f"history and failed set {cost.cpu_us:.1f} us{share}; one outcome in "
+                 f"{history_cost.FAIL_EVERY} failed, failed set at most {cost.failed_max}")
+    total = cost.records_kb + cost.buckets_kb
+    results.add(F_HISTORY_MEM, f"{history_cost.HISTORY_LENGTH} records + 3600 rate buckets",
+                f"{total:.0f} KB", "< 1024 KB", "-", total < 1024)
+    results.note(f"{F_HISTORY_MEM}: {history_cost.HISTORY_LENGTH} records "
+                 f"{cost.records_kb:.0f} KB, rate buckets of an hour with a success every "
+                 f"second {cost.buckets_kb:.0f} KB (tracemalloc)")
+    device = history_cost.device_json_us(factory, server.url, 20 if sizes.runs == 1 else 200)
+    results.note(f"{F_HISTORY_CPU}: the device's RecentIngestions text of a full history, "
+                 "made once per history change: "
+                 + (f"{device:.0f} us" if device is not None else "not measured (no PyTango)"))
+
+
 # --------------------------------------------------------------------------- main
 
 def guarded(results: Results, names: Sequence[str], action: Callable[[], None]) -> bool:
@@ -607,6 +642,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       lambda: bench_directories(sizes, server, tmp, results))
         ok &= guarded(results, (F_COLD, F_WARM),
                       lambda: bench_reingest(sizes, server, clock, tmp, results))
+        ok &= guarded(results, (F_HISTORY_CPU, F_HISTORY_MEM),
+                      lambda: bench_history(sizes, server, tmp, results))
     finally:
         server.close()
         if options.keep:

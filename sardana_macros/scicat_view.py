@@ -25,6 +25,8 @@ import tango
 from sardana.macroserver.macro import Macro, Type
 
 from scingestor import listproto
+from scingestor.failures import failed_lines
+from scingestor.state import Record, Stamps
 
 try:  # loaded from the MacroPath directory: the helpers are sibling modules
     import scicat_records as records
@@ -87,17 +89,17 @@ def file_status(list_path: str) -> Tuple[int, List[Tuple[str, str]], List[str]]:
     """From the files: ``(waiting, [(line, 'ingested'|'failed')] newest first, failed lines)``."""
     entries = [entry for entry in listproto.read_entries(list_path)
                if not entry.is_command and entry.kind is not listproto.EntryKind.INVALID]
-    latest: Dict[str, Tuple[float, ...]] = {}
-    order: List[str] = []
-    for line, stamps in read_ingested(ingested_path(list_path)):
-        latest[line] = stamps
-        order.append(line)
-    failed = [line for line, stamps in latest.items() if -1 in stamps]
+    found = read_ingested(ingested_path(list_path))
+    latest: Dict[str, Tuple[float, ...]] = dict(found)
+    # the service's rule (scingestor.failures.failed_lines): a later successful
+    # re-ingest line settles a scan; the recent outcomes keep each line's own result
+    failed = failed_lines(Record(line, Stamps(*stamps) if stamps else None)
+                          for line, stamps in found)
     recent, seen = [], set()
-    for line in reversed(order):
+    for line, _stamps in reversed(found):
         if line not in seen:
             seen.add(line)
-            recent.append((line, "failed" if line in failed else "ingested"))
+            recent.append((line, "failed" if -1 in latest[line] else "ingested"))
     waiting = sum(1 for entry in entries if entry.line not in latest)
     return waiting, recent, failed
 

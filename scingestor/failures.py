@@ -1,9 +1,13 @@
 """The service's failed set: the scans that failed and wait for a retry, or were recorded failed.
 
 Fed by the ingestion outcomes, and re-derived from the ingested lists (``-1``
-stamps) the first time the service looks at a list after it starts, so a restart
-forgets nothing (README "What happened to my scans"). Thread-safe; ``version``
-changes with every change, so adapters push events cheaply.
+stamps, :func:`failed_lines`) the first time the service looks at a list after it
+starts, so a restart forgets nothing (README "What happened to my scans",
+docs/tango.md ``FailedScans``). Both follow one rule: per list and scan, the
+latest outcome of any line of the scan (the plain line or a re-ingest line
+``scan:ts``) decides - a success settles the scan, a failure leaves one failed
+entry, that line's. Thread-safe; ``version`` changes with every change, so
+adapters push events cheaply.
 """
 
 from __future__ import annotations
@@ -16,8 +20,37 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from .beamtime import ScanDirContext
 from .history import FailedScan
 from .listproto import parse_entry
+from .state import Record
 
 Key = Tuple[str, str]  # (list path, line)
+
+
+def scan_of(line: str) -> str:
+    """The scan a list line is about (``scan:ts`` and ``scan`` name the same scan)."""
+    return parse_entry(line).scanname or line
+
+
+def _failed(record: Record) -> bool:
+    stamps = record.stamps
+    return stamps is not None and -1 in (stamps.dataset, stamps.datablock, stamps.attachment)
+
+
+def failed_lines(records: Iterable[Record]) -> List[str]:
+    """The lines of an ingested list that leave their scan failed, in list order.
+
+    ``records``: the list's records in file order (a key's records together, the keys
+    in order of their latest record, as :attr:`scingestor.state.IngestedList.records`
+    gives them). Per scan, the line with the latest record decides: when that record
+    failed (a ``-1`` stamp), the scan is failed with that line; when it succeeded
+    (or is a legacy line without stamps), the scan is settled - e.g. a plain line
+    recorded ``-1`` and a later re-ingest line ``scan:ts`` that went in.
+    """
+    latest: Dict[str, Record] = {}
+    for record in records:
+        scan = scan_of(record.key)
+        latest.pop(scan, None)  # re-inserted: in order of the scan's latest record
+        latest[scan] = record
+    return [record.key for record in latest.values() if _failed(record)]
 
 
 class FailedSet:
@@ -50,9 +83,12 @@ class FailedSet:
 
     def failed(self, ctx: ScanDirContext, line: str, scan: str, message: str,
                retry_at: float) -> None:
+        """``line`` of ``scan`` failed: it replaces any failure of the same scan in the list."""
         key = (ctx.list_path, line)
         with self._lock:
-            self._scans.pop(key, None)  # a new failure moves to the end
+            for old in [old for old, failed in self._scans.items()
+                        if old[0] == ctx.list_path and failed.scan == scan]:
+                del self._scans[old]  # a new failure moves to the end
             self._scans[key] = FailedScan(ctx.scandir, ctx.list_path, scan, line, message,
                                           retry_at)
             self._version += 1
@@ -79,6 +115,8 @@ class FailedSet:
                waiting: Iterable[str], now: Optional[float] = None) -> None:
         """Add the failures the ingested list records (``(line, retried)``), once per list.
 
+        ``recorded``: :func:`failed_lines` of the list's ingested list, with ``retried``.
+
         A line tried again by the next pass (``retried``) is added only when the list
         still holds it (``waiting``); its retry is due now. The others are not retried
         automatically (``retry_failed_dataset_ingestion: false``): ``retry_at`` 0.
@@ -88,11 +126,13 @@ class FailedSet:
         message = f"recorded as failed in {os.path.basename(ctx.ingested_path)}"
         with self._lock:
             self._derived.add(ctx.list_path)
+            known = {failed.scan for key, failed in self._scans.items()
+                     if key[0] == ctx.list_path}
             for line, retried in recorded:
+                scan = scan_of(line)
+                if scan in known or (retried and line not in present):
+                    continue  # an outcome of this run already decided
                 key = (ctx.list_path, line)
-                if key in self._scans or (retried and line not in present):
-                    continue
-                scan = parse_entry(line).scanname or line
                 self._scans[key] = FailedScan(ctx.scandir, ctx.list_path, scan, line,
                                               message, now if retried else 0.0)
                 self._version += 1

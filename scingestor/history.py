@@ -14,7 +14,7 @@ import collections
 import threading
 import time
 import urllib.parse
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Deque, Dict, Optional, Tuple
 
 __all__ = ["RESULTS", "FailedScan", "History", "IngestionRecord", "dataset_url", "result_of"]
@@ -45,7 +45,7 @@ class IngestionRecord:
         return self.result != "failed"
 
     def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
+        return _flat_dict(self)
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,12 @@ class FailedScan:
     retry_at: float  # epoch seconds of the automatic retry; 0 = no automatic retry
 
     def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
+        return _flat_dict(self)
+
+
+def _flat_dict(item: Any) -> Dict[str, Any]:
+    """The fields of a flat dataclass (its ``__dict__``; ``asdict`` deep-copies, ~20x slower)."""
+    return dict(vars(item))
 
 
 def result_of(failed: bool, action: str, datablocks: int, thumbnails: int) -> str:

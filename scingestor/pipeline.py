@@ -13,6 +13,7 @@ from typing import Callable, Container, Optional
 from .beamtime import ScanDirContext
 from .checked import CheckedDatablocks
 from .config import IngestorConfig
+from .failures import failed_lines
 from .genpool import GenerationPool
 from .inflight import SendBatch, SendPool
 from .journal import IntentJournal
@@ -153,17 +154,15 @@ class ListProcessor:
         return True
 
     def recorded_failures(self, ctx: ScanDirContext) -> list[tuple[str, bool]]:
-        """``(line, retried)`` for each line whose latest ingested-list record failed (-1).
+        """``(line, retried)`` for each line that leaves its scan failed in the ingested list.
 
-        ``retried``: the line does not count as ingested, so a pass tries it again.
+        The rule is :func:`scingestor.failures.failed_lines` (a later successful
+        re-ingest line settles a scan). ``retried``: the line does not count as
+        ingested, so a pass tries it again.
         """
         ingested = self.ingested_list(ctx)
-        latest: dict[str, Stamps] = {}
-        for record in ingested.records:
-            if record.stamps is not None:
-                latest[record.key] = record.stamps
-        return [(key, not ingested.is_ingested(key)) for key, stamps in latest.items()
-                if -1 in (stamps.dataset, stamps.datablock, stamps.attachment)]
+        return [(line, not ingested.is_ingested(line))
+                for line in failed_lines(ingested.records)]
 
     def _read(self, ctx: ScanDirContext, ingested: IngestedList) -> ListState:
         """Read what was appended to the list since the last pass (O(new lines))."""

@@ -26,6 +26,8 @@ FIGURES = (
     "resident memory",
     "reingest cold",
     "reingest unchanged",
+    "history CPU per scan",
+    "history memory, full",
 )
 
 

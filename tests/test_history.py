@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from scingestor.failures import failed_lines
 from scingestor.history import (
     FailedScan,
     History,
@@ -11,6 +12,7 @@ from scingestor.history import (
     dataset_url,
     result_of,
 )
+from scingestor.state import IngestedList, Stamps
 from scingestor.status import State
 from scingestor.testing.setup import wait_for
 
@@ -69,6 +71,27 @@ def test_result_and_dataset_url() -> None:
     assert dataset_url("https://scicat.example.org/", "10.5072/99001234/scan 1") == \
         "https://scicat.example.org/datasets/10.5072%2F99001234%2Fscan%201"
     assert dataset_url("", "pid") == "" and dataset_url("https://x", "") == ""
+
+
+def test_failed_lines_the_latest_record_of_a_scan_decides(tmp_path) -> None:
+    path = str(tmp_path / "ingested.lst")
+    writer = IngestedList(path, retry_failed=False)
+    ok, failed = Stamps(10.0, 11.0, 0), Stamps(-1, 0, 0)
+    for key, stamps in [("a", failed), ("a:1", ok),  # re-ingested: settled
+                        ("b", failed), ("b:1", failed),  # re-ingested, failed again
+                        ("c:1", failed), ("c", ok),  # the plain line went in later
+                        ("d:1", ok), ("d", failed),  # a later failure counts
+                        ("m::/e1;s1", failed), ("m::/e1;s1:2", ok),  # multiscan entry s1
+                        ("e", failed), ("e:1", failed), ("e", ok),
+                        ("f", failed), ("g", ok)]:
+        writer.record(key, stamps)
+    reader = IngestedList(path, retry_failed=False)  # what a restarted service reads
+    reader.refresh()
+    assert failed_lines(reader.records) == ["b:1", "d", "f"]
+    writer.compact()  # a compacted list gives the same answer
+    reader = IngestedList(path, retry_failed=False)
+    reader.refresh()
+    assert failed_lines(reader.records) == ["b:1", "d", "f"]
 
 
 def test_burst_with_one_rejected_scan_history_failed_set_and_retry(
@@ -160,6 +183,62 @@ def test_retry_of_a_final_failure_in_a_running_service(
     assert service.retry_failed("scan_00001") == 1
     wait_for(lambda: scicat_server.dataset(f"{BT}/scan_00001") is not None, timeout=30)
     wait_for(lambda: service.failed_scans() == (), timeout=30)
+
+
+def test_a_settled_failure_stays_settled_after_a_restart(
+        beamtime_factory, scicat_server, service_factory):
+    """Final failures, RetryFailed: the scan re-ingested is not failed after a restart, the
+    scan whose re-ingestion failed too still is (with its re-ingest line)."""
+    f = beamtime_factory
+    first = service_factory(retry_failed_dataset_ingestion=False)
+    for number, name in enumerate(("scan_00001", "scan_00002"), start=1):
+        f.write_nexus_scan(name)
+        scicat_server.faults.fail_next(1, status=400, body=REJECTED, method="POST",
+                                       path=r"datasets$")
+        f.append_list(None, name)
+        wait_for(lambda number=number: len(first.failed_scans()) == number, timeout=60)
+    assert first.retry_failed("scan_00001") == 1
+    wait_for(lambda: scicat_server.dataset(f"{BT}/scan_00001") is not None, timeout=30)
+    wait_for(lambda: [scan.scan for scan in first.failed_scans()] == ["scan_00002"])
+    scicat_server.faults.fail_next(1, status=400, body=REJECTED, method="POST",
+                                   path=r"datasets$")
+    assert first.retry_failed("scan_00002") == 1
+    wait_for(lambda: first.history()[0].line.startswith("scan_00002:"), timeout=30)
+    assert first.history()[0].result == "failed"
+    (scan,) = first.failed_scans()  # the re-ingest line's failure replaces the first one
+    assert scan.scan == "scan_00002" and scan.line == first.history()[0].line
+    assert "contactEmail" in scan.message and scan.retry_at == 0.0
+    first.stop()
+    failed_twice = scan.line
+    stamps = {line.rsplit(" ", 3)[0]: line.rsplit(" ", 3)[1:] for line in f.read_ingested()}
+    assert stamps["scan_00001"][0] == stamps["scan_00002"][0] == stamps[failed_twice][0] == "-1"
+    (settled,) = [line for line in stamps if line.startswith("scan_00001:")]
+    assert float(stamps[settled][0]) > 0  # the plain line's latest record is still -1
+
+    second = service_factory(retry_failed_dataset_ingestion=False)
+    wait_for(lambda: len(second.failed_scans()) >= 1)
+    assert second.history() == ()
+    (scan,) = second.failed_scans()
+    assert (scan.scan, scan.line, scan.retry_at) == ("scan_00002", failed_twice, 0.0)
+    wait_for(lambda: second.status().failed_scan_count == 1)
+    with pytest.raises(Exception, match="not a failed scan"):
+        second.retry_failed("scan_00001")
+    second.stop()
+
+    f.append_list(None, "scan_00002:1")  # scan_00002 goes in at last: settled as well
+    third = service_factory(retry_failed_dataset_ingestion=False)
+    wait_for(lambda: scicat_server.dataset(f"{BT}/scan_00002") is not None, timeout=30)
+    wait_for(lambda: third.failed_scans() == (), timeout=30)
+    f.write_nexus_scan("scan_00003")  # a final failure that stays: shows the set was derived
+    scicat_server.faults.fail_next(1, status=400, body=REJECTED, method="POST",
+                                   path=r"datasets$")
+    f.append_list(None, "scan_00003")
+    wait_for(lambda: len(third.failed_scans()) == 1, timeout=60)
+    third.stop()
+    fourth = service_factory(retry_failed_dataset_ingestion=False)
+    wait_for(lambda: len(fourth.failed_scans()) >= 1)
+    assert [(scan.scan, scan.line) for scan in fourth.failed_scans()] == [
+        ("scan_00003", "scan_00003")]
 
 
 def test_failed_scans_waiting_for_a_retry_after_a_restart(
