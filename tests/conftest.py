@@ -15,6 +15,9 @@ developer machine, a failure in CI -- see ``tests/parts.py`` (marker ``part``).
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import sys
 from typing import Any, Callable, Iterator, List
 
 import parts
@@ -97,3 +100,11 @@ def service_factory(beamtime_factory: BeamtimeFactory,
     yield make
     for service in services:
         service.stop()
+
+
+@pytest.fixture
+def venv_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the ``nxsfileinfo`` program of this interpreter's environment findable."""
+    bindir = os.path.dirname(sys.executable)
+    monkeypatch.setenv("PATH", bindir + os.pathsep + os.environ.get("PATH", ""))
+    assert shutil.which("nxsfileinfo"), "nxsfileinfo program not installed next to python"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 import threading
 from typing import Any, Callable
 
@@ -30,14 +29,6 @@ from scingestor.nxsrunner import NxsFileInfo
 from scingestor.runner import GeneratorRunner, temporary_master_copy
 
 logger = logging.getLogger(__name__)
-
-
-@pytest.fixture
-def venv_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make the ``nxsfileinfo`` program of this interpreter's environment findable."""
-    bindir = os.path.dirname(sys.executable)
-    monkeypatch.setenv("PATH", bindir + os.pathsep + os.environ.get("PATH", ""))
-    assert shutil.which("nxsfileinfo"), "nxsfileinfo program not installed next to python"
 
 
 def _tree(root: str) -> dict[str, bytes]:
