@@ -3,15 +3,16 @@
 On re-ingestion every single-object datablock file is compared with what the
 stream generator (``datablock_metadata_stream_generator``) says about the data
 files now (README "Re-ingestion"). That costs an ``nxsfileinfo`` run per scan
-even when nothing changed. The generator's answer depends only on its command
-line and on the files it names, so a *fingerprint* of both (every word; name,
-size, modification time, mode and owner of every file below each absolute path
-word, or that it is missing) identifies it. After a comparison the fingerprint
-and the datablock file's own stamp are kept in ``<ingested list>.checked``
-(JSON, written atomically at the end of a pass); the next pass runs the
-generator only when either changed. The file is a cache: deleting it costs
-time, never a change. Only in-process ``nxsfileinfo`` commands are
-fingerprinted; another program may read more than its arguments.
+even when nothing changed. What a datablock describes depends only on the
+datablock generator's command line and on the files it names, so a
+*fingerprint* of both (every word; path, size, modification time, mode and
+owner of every file below each absolute path word, or that it is missing)
+identifies it. Whenever a datablock file is made or compared, the fingerprint
+taken just before and the file's own size and mtime are appended to
+``<ingested list>.checked`` (JSON lines, last one wins); the next re-ingestion
+runs the stream generator only when either changed. The file is a cache:
+deleting it costs time, never a change. Only in-process ``nxsfileinfo``
+commands are fingerprinted (another program may read more than its arguments).
 See docs/architecture.md "Re-ingestion without work".
 """
 
@@ -63,15 +64,18 @@ def _add_path(digest: Any, path: str) -> None:
                 digest.update(b"vanished\0" + full.encode("utf-8", "surrogateescape") + b"\n")
 
 
-def fingerprint(argv: Sequence[str]) -> str:
-    """What the output of the command ``argv`` depends on, as one hex digest."""
+def fingerprint(argv: Sequence[str], exclude: Sequence[str] = ()) -> str:
+    """What the output of the command ``argv`` depends on, as one hex digest.
+
+    Words in ``exclude`` (the command's own output file) are hashed as words only.
+    """
     digest = hashlib.sha256()
     for word in argv:
         digest.update(word.encode("utf-8", "surrogateescape") + b"\0")
     for word in argv:
-        if os.path.isabs(word):
+        if os.path.isabs(word) and word not in exclude:
             _add_path(digest, word)
-    return digest.hexdigest()
+    return digest.hexdigest()[:32]
 
 
 def file_stamp(path: str) -> Tuple[int, int]:
@@ -84,53 +88,77 @@ def file_stamp(path: str) -> Tuple[int, int]:
 
 
 class CheckedDatablocks:
-    """The ``<ingested list>.checked`` cache of one list (line → :data:`Check`)."""
+    """The ``<ingested list>.checked`` cache of one list (line → :data:`Check`).
 
-    def __init__(self, ingested_path: str) -> None:
+    ``load=False`` (the daemon) only appends; the re-ingestion tool loads it,
+    appends too, and rewrites it without superseded lines at the end of a pass
+    (:meth:`compact`). Callers hold the ingested list's lock.
+    """
+
+    def __init__(self, ingested_path: str, *, load: bool = True) -> None:
         self.path = checked_path(ingested_path)
         self._checks: Dict[str, Check] = {}
-        self._changed = False
-        self._lock = threading.Lock()  # set by the sending threads
-        self._load()
+        self._lines = 0
+        self._lock = threading.Lock()  # added to by the sending threads
+        if load:
+            self._load()
 
     def _load(self) -> None:
         try:
-            with open(self.path, encoding="utf-8") as handle:
-                content = json.load(handle)
+            with open(self.path, encoding="utf-8", errors="replace") as handle:
+                for raw in handle:
+                    self._lines += 1
+                    parsed = _parse(raw)
+                    if parsed is not None:
+                        self._checks[parsed[0]] = parsed[1]
         except FileNotFoundError:
             return
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             logger.warning("%s: ignored (%s); datablocks are compared again", self.path, exc)
-            return
-        if not isinstance(content, dict):
-            return
-        for line, value in content.items():
-            if (isinstance(value, list) and len(value) == 3 and isinstance(value[0], str)
-                    and all(isinstance(number, int) for number in value[1:])):
-                self._checks[str(line)] = (value[0], value[1], value[2])
 
     def get(self, line: str) -> Optional[Check]:
         with self._lock:
             return self._checks.get(line)
 
-    def set(self, line: str, check: Optional[Check]) -> None:
-        """Keep ``check`` for ``line`` (None forgets it)."""
+    def add(self, line: str, check: Check) -> None:
+        """Append ``check`` for ``line`` (a failure to write only costs time later)."""
         with self._lock:
-            if check is None:
-                self._changed |= self._checks.pop(line, None) is not None
-            elif self._checks.get(line) != check:
-                self._checks[line] = check
-                self._changed = True
-
-    def save(self) -> None:
-        """Write the cache atomically when it changed (a failure only costs time later)."""
-        with self._lock:
-            if not self._changed:
+            if self._checks.get(line) == check:
                 return
-            text = json.dumps({line: list(check) for line, check
-                               in sorted(self._checks.items())})
-            self._changed = False
+            self._checks[line] = check
+            text = "\n" + json.dumps([line, *check]) + "\n"  # after a torn line too
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    os.write(fd, text.encode("utf-8"))
+                finally:
+                    os.close(fd)
+                self._lines += 2
+            except OSError as exc:
+                logger.warning("%s: cannot be written: %s", self.path, exc)
+
+    def compact(self) -> None:
+        """Rewrite the file with one line per list line, when it holds more."""
+        with self._lock:
+            if self._lines <= len(self._checks):
+                return
+            text = "".join(json.dumps([line, *check]) + "\n"
+                           for line, check in sorted(self._checks.items()))
+            self._lines = len(self._checks)
         try:
             atomic_write(self.path, text)
         except OSError as exc:
             logger.warning("%s: cannot be written: %s", self.path, exc)
+
+
+def _parse(raw: str) -> Optional[Tuple[str, Check]]:
+    """One cache line, or None (an empty or torn line)."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    if (isinstance(value, list) and len(value) == 4 and isinstance(value[0], str)
+            and isinstance(value[1], str)
+            and all(isinstance(number, int) for number in value[2:])):
+        return value[0], (value[1], value[2], value[3])
+    return None

@@ -254,12 +254,18 @@ class MetadataGenerator:
                 tokens = tokens + (os.path.relpath(master, ctx.scanpath),)
         return tokens
 
+    def datablock_command(self, ctx: ScanDirContext, entry: Entry,
+                          state: MeasurementState) -> generators.Command:
+        """The datablock generator's command for ``entry``."""
+        return generators.build_command(
+            self._cfg, "datablock_metadata_generator", self.keywords(ctx, entry, state),
+            tokens=self._datablock_tokens(ctx, entry))
+
     def generate_datablock(
         self, ctx: ScanDirContext, entry: Entry, state: MeasurementState
     ) -> None:
         os.makedirs(ctx.metapath, exist_ok=True)
-        keywords = self.keywords(ctx, entry, state)
-        self._run("datablock_metadata_generator", keywords, self._datablock_tokens(ctx, entry))
+        self._runner.run(self.datablock_command(ctx, entry, state))
 
     def stream_command(self, ctx: ScanDirContext, entry: Entry,
                        state: MeasurementState) -> generators.Command:

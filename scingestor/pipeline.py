@@ -87,6 +87,7 @@ class ListProcessor:
         self._dry_run = dry_run
         self._lists: dict[str, IngestedList] = {}
         self._journals: dict[str, IntentJournal] = {}
+        self._checks: dict[str, CheckedDatablocks] = {}
         self._states: dict[str, ListState] = {}
         self._backoff: dict[tuple[str, str], _Backoff] = {}
         self._reported_invalid: set[tuple[str, str]] = set()
@@ -119,6 +120,14 @@ class ListProcessor:
             journal = self._journals[ctx.ingested_path] = IntentJournal(ctx.ingested_path)
         return journal
 
+    def checks(self, ctx: ScanDirContext) -> CheckedDatablocks:
+        """Where the daemon appends the datablocks it made (see :mod:`.checked`)."""
+        checks = self._checks.get(ctx.ingested_path)
+        if checks is None:
+            checks = self._checks[ctx.ingested_path] = CheckedDatablocks(
+                ctx.ingested_path, load=False)
+        return checks
+
     def list_state(self, ctx: ScanDirContext) -> ListState:
         """The in-memory state of a dataset list (README "Dataset lists")."""
         state = self._states.get(ctx.list_path)
@@ -135,6 +144,7 @@ class ListProcessor:
         """Drop cached state of a list that is no longer watched."""
         self._lists.pop(ctx.ingested_path, None)
         self._journals.pop(ctx.ingested_path, None)
+        self._checks.pop(ctx.ingested_path, None)
         self._states.pop(ctx.list_path, None)
         for key in [key for key in self._backoff if key[0] == ctx.list_path]:
             del self._backoff[key]
@@ -240,7 +250,7 @@ class ListProcessor:
                     continue
                 result.processed += 1
                 self._start(batch, ctx, entry, MeasurementState(*item.replay), started,
-                            False, ingested, item)
+                            False, ingested, item, None if self._dry_run else self.checks(ctx))
             batch.drain()  # records the rest in list order; raises BatchPostponed
             journal.compact(ingested.is_ingested)
         result.measurement = state.measurement
@@ -252,7 +262,8 @@ class ListProcessor:
         result = ListResult()
         new_records: list[Record] = []
         self.journal(ctx).refresh()
-        checks = CheckedDatablocks(ctx.ingested_path)
+        # datablocks known to match their files, looked up per line (not in a dry run)
+        checks = None if self._dry_run else CheckedDatablocks(ctx.ingested_path)
 
         def finish(entry: Entry, done: Done) -> None:
             outcome, stamps = done
@@ -281,7 +292,8 @@ class ListProcessor:
         try:
             batch.drain()
         finally:
-            checks.save()
+            if checks is not None:
+                checks.compact()
         if not self._dry_run and not self._stop.is_set():
             ingested.replace_all(new_records)
             self.journal(ctx).compact(ingested.is_ingested)

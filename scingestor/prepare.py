@@ -116,14 +116,16 @@ class ScanPreparer:
         if not existed and (cfg.force_generate_measurement or entry.scanname not in started):
             gen.generate_dataset(ctx, entry, state)
         datablock_changed = False
+        check = None
         if cfg.single_datablock_ingestion or not os.path.isfile(paths.datablock):
+            inputs = self._datablock_inputs(ctx, entry, state, paths.datablock)
             gen.generate_datablock(ctx, entry, state)
             datablock_changed = True
+            check = (inputs, *file_stamp(paths.datablock)) if inputs else None
         attachment_changed = False
         if cfg.ingest_dataset_attachment and not os.path.isfile(paths.attachment):
             attachment_changed = gen.generate_attachment(ctx, entry, state)
         gen.run_callback(ctx, entry, state)
-        check = None
         if refresh_datablock and not datablock_changed:
             datablock_changed, check = self._refresh_datablock(
                 ctx, entry, state, paths.datablock, checked)
@@ -138,9 +140,7 @@ class ScanPreparer:
         """
         if not os.path.isfile(path):
             return False, None
-        command = self._generator.stream_command(ctx, entry, state)
-        inputs = (fingerprint(command.argv)
-                  if self._generator.runs_in_process(command) else "")
+        inputs = self._datablock_inputs(ctx, entry, state, path)
         if inputs and checked == (inputs, *file_stamp(path)):
             return False, checked
         try:
@@ -149,11 +149,26 @@ class ScanPreparer:
             current = None
         if isinstance(current, list):
             return False, None
-        fresh = self._generator.stream_datablock(command)
+        fresh = self._generator.stream_datablock(
+            self._generator.stream_command(ctx, entry, state))
         changed = current != fresh
         if changed:
             atomic_write(path, json.dumps(fresh, indent=4))
         return changed, ((inputs, *file_stamp(path)) if inputs else None)
+
+    def _datablock_inputs(self, ctx: ScanDirContext, entry: Entry, state: MeasurementState,
+                          path: str) -> str:
+        """The fingerprint of what the datablock describes ('' when it cannot be known).
+
+        Only when both the datablock and the stream generator are the in-process
+        nxsfileinfo (a program may read more than its words); see checked.py.
+        """
+        gen = self._generator
+        command = gen.datablock_command(ctx, entry, state)
+        if not (gen.runs_in_process(command)
+                and gen.runs_in_process(gen.stream_command(ctx, entry, state))):
+            return ""
+        return fingerprint(command.argv, exclude=(path,))
 
     def remake_datablock(self, ctx: ScanDirContext, entry: Entry, state: MeasurementState,
                          prepared: PreparedScan) -> PreparedScan:

@@ -77,6 +77,8 @@ class EntryStages:
                started: Container[str], known: Known) -> Step:
         """Normal ingestion of a plain scan line (README "Dataset lists")."""
         prepared = self._prepare(ctx, entry, state, started)
+        if known.checks is not None and prepared.datablock_check is not None:
+            known.checks.add(entry.line, prepared.datablock_check)
         previous = known.previous or Stamps(0, 0, 0)
         if self._cfg.skip_scan_dataset_ingestion:
             return EntryOutcome(ctx, entry, Result.UNCHANGED), Stamps(0, 0, 0)
@@ -102,8 +104,8 @@ class EntryStages:
         checks = known.checks
         prepared = self._prepare(ctx, entry, state, started, refresh_datablock=True,
                                  checked=checks.get(entry.line) if checks else None)
-        if checks is not None:
-            checks.set(entry.line, prepared.datablock_check)
+        if checks is not None and prepared.datablock_check is not None:
+            checks.add(entry.line, prepared.datablock_check)
         last = reference or Stamps(0, 0, 0)
         send_dataset = reference is None or prepared.dataset_changed or (
             prepared.dataset_mtime > last.dataset

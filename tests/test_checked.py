@@ -23,7 +23,7 @@ from scingestor.listproto import parse_entry
 from scingestor.metadata import MeasurementState, MetadataGenerator
 from scingestor.prepare import ScanPreparer
 from scingestor.runner import GeneratorRunner
-from scingestor.testing.setup import write_config
+from scingestor.testing.setup import wait_for, write_config
 
 BT = "99001234"
 REINGEST = [sys.executable, "-m", "scingestor.cli.reingest"]
@@ -132,10 +132,12 @@ def test_the_tool_keeps_the_checks_and_still_sees_a_change(beamtime_factory, sci
         assert result.returncode == 0, result.stderr
         return result
 
-    run()  # cold: everything made and sent
-    run()  # compared with the data files: the checks are kept
+    run()  # cold: everything made and sent, the datablocks' checks kept
     cache = checked_path(f.ingested_path())
-    assert sorted(json.load(open(cache))) == names
+    kept = CheckedDatablocks(f.ingested_path())
+    assert all(kept.get(name) for name in names)
+    with open(cache, encoding="utf-8") as handle:  # compacted: one line per scan
+        assert sorted(json.loads(line)[0] for line in handle) == names
     scicat_server.clear_requests()
     assert "0 ingested, 3 unchanged" in run().stderr
     assert scicat_server.requests == []
@@ -146,9 +148,31 @@ def test_the_tool_keeps_the_checks_and_still_sees_a_change(beamtime_factory, sci
     assert any("lambda" in item["path"] for item in block["dataFileList"])
     # a damaged cache is ignored: everything is compared again, nothing changes
     with open(cache, "w") as handle:
-        handle.write("{not json")
+        handle.write("{not json\n[1, 2]\n")
     scicat_server.clear_requests()
     assert "0 ingested, 3 unchanged" in run().stderr
     assert scicat_server.requests == []
     kept = CheckedDatablocks(f.ingested_path())
     assert all(kept.get(name) for name in names)
+
+
+@pytest.mark.usefixtures("api_version")
+def test_the_daemon_keeps_checks_the_tool_trusts(beamtime_factory, scicat_server,
+                                                 service_factory):
+    f = beamtime_factory
+    names = ["scan_00001", "scan_00002"]
+    for name in names:
+        f.write_nexus_scan(name, detector_files=1)
+    f.append_list(None, *names)
+    service = service_factory()
+    wait_for(lambda: len(f.read_ingested()) == 2)
+    service.stop()
+    kept = CheckedDatablocks(f.ingested_path())
+    assert all(kept.get(name) for name in names)
+    # the end-of-beamtime pass: nothing changed, nothing sent; then a change is seen
+    cfg = write_config(f, scicat_server.url)
+    scicat_server.clear_requests()
+    result = subprocess.run(REINGEST + ["-c", cfg], capture_output=True, text=True,
+                            timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0 and "0 ingested, 2 unchanged" in result.stderr
+    assert scicat_server.requests == []
