@@ -82,6 +82,33 @@ def read_part(path: str, skip_multi: bool, changed: bool = False) -> MetadataPar
     return MetadataPart(path, stamp, documents, multi, changed=changed)
 
 
+def set_aside_if_torn(path: str) -> bool:
+    """Rename a metadata file that is not JSON to ``<path>.broken-<n>``; True if it was.
+
+    A generator writes its file in place; a daemon killed meanwhile leaves it
+    empty or cut off, and it would fail the scan for ever. Nothing is deleted:
+    a file somebody wrote by hand is kept under the new name (README "What we
+    changed").
+    """
+    if not os.path.isfile(path):
+        return False
+    try:
+        load_json(path)
+        return False
+    except MetadataError as exc:
+        number = 1
+        while os.path.exists(f"{path}.broken-{number}"):
+            number += 1
+        target = f"{path}.broken-{number}"
+        try:
+            os.rename(path, target)
+        except OSError as error:
+            logger.warning("%s: cannot be set aside: %s", path, error)
+            return False
+        logger.warning("%s is not usable (%s): moved to %s, made again", path, exc, target)
+        return True
+
+
 class ScanPreparer:
     """Generates what is missing or stale and reads the metadata files of an entry."""
 
@@ -95,19 +122,24 @@ class ScanPreparer:
 
     def prepare(self, ctx: ScanDirContext, entry: Entry, state: MeasurementState,
                 started: Container[str], *, refresh_datablock: bool = False,
-                checked: Optional[Check] = None) -> PreparedScan:
+                checked: Optional[Check] = None, salvage: bool = False) -> PreparedScan:
         """Make the metadata files of ``entry`` current and read them.
 
         ``refresh_datablock`` (re-ingestion) compares a single-object datablock
         file with the stream generator's view of the data files and rewrites
         it when they differ; ``checked`` is the last such comparison
         (:mod:`scingestor.checked`): when neither the files nor the datablock
-        changed since, the generator is not run. Generator failures raise (the
-        entry is retried).
+        changed since, the generator is not run. ``salvage`` (a line never
+        recorded, so a generator of ours may have been killed while writing its
+        files) sets unreadable metadata files aside and makes them again.
+        Generator failures raise (the entry is retried).
         """
         cfg = self._cfg
         gen = self._generator
         paths = gen.paths(ctx, entry)
+        if salvage:
+            for path in (paths.dataset, paths.datablock, paths.attachment):
+                set_aside_if_torn(path)
         existed = os.path.isfile(paths.dataset)
         if existed and gen.master_is_newer(ctx, entry, paths.dataset):
             logger.info("%s: the master file is newer than %s: regenerating it",

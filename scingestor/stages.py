@@ -76,7 +76,8 @@ class EntryStages:
     def ingest(self, ctx: ScanDirContext, entry: Entry, state: MeasurementState,
                started: Container[str], known: Known) -> Step:
         """Normal ingestion of a plain scan line (README "Dataset lists")."""
-        prepared = self._prepare(ctx, entry, state, started)
+        prepared = self._prepare(ctx, entry, state, started,
+                                 salvage=known.previous is None)
         if known.checks is not None and prepared.datablock_check is not None:
             known.checks.add(entry.line, prepared.datablock_check)
         previous = known.previous or Stamps(0, 0, 0)
@@ -103,7 +104,8 @@ class EntryStages:
         reference = known.reference
         checks = known.checks
         prepared = self._prepare(ctx, entry, state, started, refresh_datablock=True,
-                                 checked=checks.get(entry.line) if checks else None)
+                                 checked=checks.get(entry.line) if checks else None,
+                                 salvage=known.previous is None)
         if checks is not None and prepared.datablock_check is not None:
             checks.add(entry.line, prepared.datablock_check)
         last = reference or Stamps(0, 0, 0)

@@ -102,3 +102,25 @@ def test_unusable_files_are_reported_not_raised(beamtime_factory):
     assert second.dataset is None and "not a JSON object" in second.dataset_error
     assert second.attachment.exists and second.attachment.error
     assert second.datablock.documents and not second.datablock.error
+
+
+def test_files_torn_by_a_killed_generator_are_set_aside_and_made_again(beamtime_factory):
+    f = beamtime_factory
+    f.write_nexus_scan("scan_00001", png=True)
+    preparer, ctx = preparer_for(f)
+    good = prepare(preparer, ctx)
+    with open(good.paths.dataset, encoding="utf-8") as handle:
+        dataset_text = handle.read()
+    # what a kill -9 in the middle of the generators leaves: cut off, and empty
+    with open(good.paths.dataset, "w", encoding="utf-8") as handle:
+        handle.write(dataset_text[: len(dataset_text) // 2])
+    open(good.paths.attachment, "w").close()
+    kept = prepare(preparer, ctx)  # a recorded line: nothing is touched
+    assert kept.dataset_error and kept.attachment.error
+    again = prepare(preparer, ctx, salvage=True)  # never recorded: ours were in flight
+    assert again.dataset == good.dataset and not again.dataset_error
+    assert again.attachment.documents == good.attachment.documents
+    with open(good.paths.dataset + ".broken-1", encoding="utf-8") as handle:
+        assert handle.read() == dataset_text[: len(dataset_text) // 2]
+    assert os.path.getsize(good.paths.attachment + ".broken-1") == 0
+    assert not os.path.exists(good.paths.datablock + ".broken-1")  # it was fine
