@@ -32,6 +32,8 @@ REPO = os.path.dirname(HERE)
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+from status_cost import status_update_note  # noqa: E402
+
 from scingestor.testing import BeamtimeFactory, DevServerHandle, start_dev_server  # noqa: E402
 from scingestor.testing.setup import wait_for, write_config  # noqa: E402
 
@@ -501,6 +503,8 @@ def bench_directories(sizes: Sizes, server: DevServerHandle, tmp: str, results: 
             stops.append(daemon.stop())
             daemon.kill()
         results.note(f"  threads {threads_many[-1]}, RSS {rss:.0f} MB, stop {stops[-1]:.3f} s")
+
+    results.note(status_update_note(many_config))
 
     scale = f"{sizes.many_dirs} dirs" + (f", median of {sizes.runs}" if sizes.runs > 1 else "")
     results.add(F_SETTLE, scale, f"{median(settles):.2f} s", "< 3 s", "~25 s",

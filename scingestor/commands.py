@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable, Iterable, List, Tuple
+from typing import Callable, List, Tuple
 
 from . import listproto
 from .beamtime import Beamtime, ScanDirContext, scandir_context
@@ -40,17 +40,17 @@ Known = Tuple[str, List[ScanDirContext], List[Beamtime]]
 class ListCommands:
     """The measurement and re-ingestion commands on the dataset list of one scan directory.
 
-    ``known()`` returns what the service follows (:data:`Known`), ``watched()`` the
-    scan directories the watcher follows; ``list_written(ctx)`` is told after records
-    were appended; ``reingest_beamtime(ctx)`` queues the re-ingestion of every list of
-    ``ctx``'s beamtime.
+    ``known()`` returns what the service follows (:data:`Known`), ``watched(path)``
+    whether the watcher follows the scan directory ``path``; ``list_written(ctx)`` is
+    told after records were appended; ``reingest_beamtime(ctx)`` queues the
+    re-ingestion of every list of ``ctx``'s beamtime.
     """
 
     def __init__(
         self,
         cfg: IngestorConfig,
         known: Callable[[], Known],
-        watched: Callable[[], Iterable[str]],
+        watched: Callable[[str], bool],
         list_written: Callable[[ScanDirContext], None],
         reingest_beamtime: Callable[[ScanDirContext], None],
     ) -> None:
@@ -72,7 +72,7 @@ class ListCommands:
                 return ctx
         if not target:
             raise ServiceError("no scan directory is active yet: give one")
-        if target in self._watched():
+        if self._watched(target):
             # a watched scan directory without a list file yet: the first record creates it
             owners = [
                 bt

@@ -47,7 +47,7 @@ def run_demo(workdir: str, scans: int) -> int:
         service = IngestorService(cfg)
         factory.append_list(None)
         service.start()
-        _print(f"Ingestor watching: {', '.join(service.status().watched_scandirs)}")
+        _print(f"Ingestor watching: {', '.join(service.watched_scandirs())}")
         names = []
         for index in range(1, scans + 1):
             name = f"demo_{index:05d}"

@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import Callable, Iterable, Optional
+from typing import Callable, Optional
 
 from .beamtime import Beamtime, ScanDirContext
 from .commands import Known, ListCommands, ServiceError
@@ -21,6 +21,7 @@ from .runner import GeneratorRunner
 from .scicat.client import SciCatClient
 from .scicat.publish import DatasetPublisher
 from .status import StatusSnapshot, compose_status
+from .watch.counts import WatchCounts
 from .watch.discovery import DiscoverySnapshot
 from .watch.sink import SinkCallbacks
 from .watch.watcher import Watcher
@@ -36,6 +37,7 @@ PROBE_INTERVAL = 1.0
 #: RATE_REFRESH s while it is above 0, so it falls back to 0 when nothing arrives.
 RATE_WINDOW, RATE_REFRESH = 300.0, 5.0
 _REFRESH_STATUS = object()  # a worker "task": publish the status (the rate moved)
+_NOT_WATCHING = WatchCounts("", 0, 0, 0)  # no watcher (not started, stopped)
 
 
 __all__ = ["PROBE_INTERVAL", "IngestorService", "ServiceError", "StatusCallback"]
@@ -77,7 +79,7 @@ class IngestorService(RecentScans):
         self._fault = ""
         self._client: Optional[SciCatClient] = None
         self._processor: Optional[ListProcessor] = None
-        self._commands = ListCommands(cfg, self._known, self._watched_dirs,
+        self._commands = ListCommands(cfg, self._known, self._is_watched_dir,
                                       self._list_changed, self._reingest_beamtime)
 
     # -- life cycle -----------------------------------------------------------------------
@@ -115,7 +117,7 @@ class IngestorService(RecentScans):
             self._list_changed,
             self._list_removed,
         )
-        self._watcher = Watcher(self._cfg, events)
+        self._watcher = Watcher(self._cfg, events, on_watched_changed=self._publish)
         self._watcher.start()
         with self._wakeup:
             # after the directory walk, so the import does not slow the start-up
@@ -171,9 +173,9 @@ class IngestorService(RecentScans):
     def _publish(self, **changes: object) -> None:
         # the watcher's lock is never taken while holding ours (it calls us holding its own)
         watcher = self._watcher
-        tree = watcher.snapshot() if watcher is not None else None
+        counts = watcher.counts() if watcher is not None else None
         with self._lock:
-            snapshot = self._compose(tree, **changes)
+            snapshot = self._compose(counts, **changes)
             changed = snapshot != self._status
             self._status = snapshot
             subscribers = list(self._subscribers)
@@ -184,8 +186,8 @@ class IngestorService(RecentScans):
                 except Exception:  # a subscriber must not break the service
                     logger.exception("status subscriber failed")
 
-    def _compose(self, snap: Optional[DiscoverySnapshot], **changes: object) -> StatusSnapshot:
-        history = self._history
+    def _compose(self, counts: Optional[WatchCounts], **changes: object) -> StatusSnapshot:
+        history, watched = self._history, counts or _NOT_WATCHING
         return compose_status(
             dataclasses.replace(
                 self._status, history_version=history.version,
@@ -200,9 +202,10 @@ class IngestorService(RecentScans):
             queue=sum(self._waiting.values()),
             busy=self._busy,
             reachable=self._client.reachable if self._client is not None else False,
-            watch_mode=snap.mode if snap is not None else "",
-            beamtimes=snap.beamtime_files if snap is not None else (),
-            scandirs=snap.scan_dirs if snap is not None else (),
+            watch_mode=watched.mode,
+            beamtime_count=watched.beamtime_files,
+            scandir_count=watched.scan_dirs,
+            watch_version=watched.version,
             measurements=self._measurements,
         )
 
@@ -210,6 +213,16 @@ class IngestorService(RecentScans):
         """What the watcher follows right now (nothing when stopped)."""
         watcher = self._watcher
         return watcher.snapshot() if watcher is not None else DiscoverySnapshot.stopped()
+
+    def watched_beamtimes(self) -> list[str]:
+        """The followed beamtime files, sorted, made now (the snapshot has only the count)."""
+        watcher = self._watcher  # the watcher's lock is never taken while holding ours
+        return watcher.beamtime_files() if watcher is not None else []
+
+    def watched_scandirs(self) -> list[str]:
+        """The watched scan directories, sorted, made now (the snapshot has only the count)."""
+        watcher = self._watcher
+        return watcher.scan_dirs() if watcher is not None else []
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until nothing is scheduled or running (tests, one-shot runs)."""
@@ -437,10 +450,9 @@ class IngestorService(RecentScans):
             return (self._status.current_scandir, list(self._contexts.values()),
                     list(self._beamtimes.values()))
 
-    def _watched_dirs(self) -> Iterable[str]:
-        # outside our lock: the watcher's lock is never taken while holding ours
+    def _is_watched_dir(self, path: str) -> bool:
         watcher = self._watcher
-        return watcher.snapshot().scan_dirs if watcher is not None else ()
+        return watcher is not None and watcher.is_scan_dir(path)
 
     def context_for(self, scandir: str = "") -> ScanDirContext:
         """The list context of ``scandir`` (either path form); '' = the most recently active."""

@@ -1,11 +1,16 @@
-"""The status snapshot that the daemon, the Tango device and the macros read, and its state rule."""
+"""The status snapshot that the daemon, the Tango device and the macros read, and its state rule.
+
+The snapshot is made on every status change, so its size does not depend on how much is
+watched: it carries counts and a ``watch_version``; the lists of watched beamtime files
+and scan directories are made on demand by the service (docs/architecture.md, "Decisions").
+"""
 
 from __future__ import annotations
 
 import enum
 import json
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 
 class State(str, enum.Enum):
@@ -29,8 +34,11 @@ class StatusSnapshot:
     scicat_web_url: str = ""  # the catalogue's web address (scicat_web_url), '' when unset
     scicat_reachable: bool = False
     watch_mode: str = ""
-    watched_beamtimes: tuple[str, ...] = ()
-    watched_scandirs: tuple[str, ...] = ()
+    watched_beamtime_count: int = 0  # beamtime files followed
+    watched_scandir_count: int = 0  # scan directories watched
+    # changes whenever the watched beamtime files or scan directories change; the lists
+    # are IngestorService.watched_beamtimes() / watched_scandirs()
+    watch_version: int = 0
     queue_length: int = 0
     ingested_count: int = 0
     failed_count: int = 0
@@ -58,8 +66,6 @@ class StatusSnapshot:
         data = asdict(self)
         data["state"] = self.state.value
         data["current_measurement"] = self.current_measurement
-        data["watched_beamtimes"] = list(self.watched_beamtimes)
-        data["watched_scandirs"] = list(self.watched_scandirs)
         return data
 
     def to_json(self) -> str:
@@ -77,17 +83,19 @@ def compose_status(
     busy: bool,
     reachable: bool,
     watch_mode: str,
-    beamtimes: Iterable[str],
-    scandirs: Iterable[str],
+    beamtime_count: int,
+    scandir_count: int,
+    watch_version: int,
     measurements: Mapping[str, str],
 ) -> StatusSnapshot:
     """``current`` with the state, the status sentence and the counters of the service.
+
+    O(1) in what is watched (``measurements``, one per open measurement, is copied).
 
     The first that applies decides the state (docs/tango.md "States"): a fault, stopped
     (OFF), SciCat cannot be used or failed scans wait for a retry (ALARM), scans
     waiting or being ingested (RUNNING), otherwise watching and idle (ON).
     """
-    watched_scandirs = tuple(sorted(scandirs))
     if fault:
         state, text = State.FAULT, fault
     elif not running:
@@ -103,7 +111,7 @@ def compose_status(
     elif queue or busy:
         state, text = State.RUNNING, f"Ingesting: {queue} scan(s) waiting."
     else:
-        state, text = State.ON, f"Watching {len(watched_scandirs)} scan directories; idle."
+        state, text = State.ON, f"Watching {scandir_count} scan directories; idle."
     return replace(
         current,
         state=state,
@@ -112,7 +120,8 @@ def compose_status(
         queue_length=queue,
         pending_retries=pending,
         watch_mode=watch_mode,
-        watched_beamtimes=tuple(sorted(beamtimes)),
-        watched_scandirs=watched_scandirs,
+        watched_beamtime_count=beamtime_count,
+        watched_scandir_count=scandir_count,
+        watch_version=watch_version,
         current_measurements=dict(measurements),
     )

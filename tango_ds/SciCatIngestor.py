@@ -3,7 +3,9 @@
 The device owns one :class:`scingestor.service.IngestorService`. Attributes are read
 from the service's status snapshot; a pump thread turns the service's status
 notifications into Tango change (and archive) events, so clients such as Taurus
-update without polling. Commands call the service; no ingestion logic lives here.
+update without polling. The watched lists are asked from the service only when read
+(or, for events, when the snapshot's ``watch_version`` changed). Commands call the
+service; no ingestion logic lives here.
 
 Start it like any PyTango server::
 
@@ -44,6 +46,7 @@ from tango_ds.values import (
     device_state,
     status_report,
 )
+from tango_ds.watched import WatchedListsInterface
 
 __all__ = ["BAD_ARGUMENT", "CONFIG_ERROR", "IO_ERROR", "NOT_CONFIGURED", "SciCatIngestor", "main"]
 
@@ -52,7 +55,7 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
-class SciCatIngestor(RecentScansInterface, Device):
+class SciCatIngestor(RecentScansInterface, WatchedListsInterface, Device):
     """Watches beamtime directories and ingests the listed scans into SciCat.
 
     A Tango front end of the scingestor service: the same YAML configuration as
@@ -77,10 +80,11 @@ class SciCatIngestor(RecentScansInterface, Device):
         self._scandir = ""
         self._pushed: Dict[str, Any] = {}
         self._recent_cache: Dict[str, Any] = {}
+        self._beamtimes_cache: Tuple[Any, Tuple[str, ...]] = (None, ())
         self.set_state(DevState.INIT)
         self.set_status("Initialising.")
         for name in ("State", "Status", "CurrentMeasurement", "ScanDir", "StatusReport",
-                     *SNAPSHOT_VALUES, *RECENT_ATTRIBUTES):
+                     "WatchedBeamtimes", *SNAPSHOT_VALUES, *RECENT_ATTRIBUTES):
             self.set_change_event(name, True, False)
         for name in ARCHIVED:
             self.set_archive_event(name, True, False)
@@ -192,6 +196,7 @@ class SciCatIngestor(RecentScansInterface, Device):
         values["ScanDir"] = self._scandir
         values["CurrentMeasurement"] = self._measurement_in(snapshot)
         values["StatusReport"] = self._report(snapshot, state, status)
+        values["WatchedBeamtimes"] = self._watched_beamtimes(snapshot)
         values.update(self._recent_values(snapshot))
         return values
 
@@ -287,10 +292,6 @@ class SciCatIngestor(RecentScansInterface, Device):
     @attribute(dtype=str, **described("LastIngestedScan"))
     def LastIngestedScan(self) -> str:
         return self._value("LastIngestedScan")
-
-    @attribute(dtype=(str,), max_dim_x=SPECTRUM_LENGTH, **described("WatchedBeamtimes"))
-    def WatchedBeamtimes(self) -> List[str]:
-        return list(self._value("WatchedBeamtimes"))
 
     @attribute(dtype=int, **described("WatchedScanDirCount"))
     def WatchedScanDirCount(self) -> int:

@@ -70,6 +70,10 @@ ATTRIBUTES: Dict[str, Tuple[str, str, str, str, DispLevel]] = {
         "", "%s", _OP),
     "WatchedBeamtimes": (
         "Watched beamtimes", "The beamtime metadata files being watched.", "", "%s", _EX),
+    "WatchedScanDirs": (
+        "Watched scan directory list",
+        "The scan directories being watched, sorted; made when read (no events).",
+        "", "%s", _EX),
     "WatchedScanDirCount": (
         "Watched scan directories", "Number of scan directories being watched.",
         "dirs", "%d", _EX),

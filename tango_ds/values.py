@@ -66,8 +66,7 @@ SNAPSHOT_VALUES: Dict[str, Callable[[StatusSnapshot], Any]] = {
     "FailedCount": lambda s: s.failed_count,
     "PendingRetries": lambda s: s.pending_retries,
     "LastIngestedScan": lambda s: s.last_ingested_scan,
-    "WatchedBeamtimes": lambda s: tuple(s.watched_beamtimes),
-    "WatchedScanDirCount": lambda s: len(s.watched_scandirs),
+    "WatchedScanDirCount": lambda s: s.watched_scandir_count,
     "WatchMode": lambda s: s.watch_mode,
     "SciCatReachable": lambda s: s.scicat_reachable,
     "SciCatUrl": lambda s: s.scicat_url,
@@ -95,7 +94,10 @@ def status_report(
     fault: str,
     warning: str,
 ) -> str:
-    """The ``StatusReport`` JSON: the snapshot's keys plus the device's own values."""
+    """The ``StatusReport`` JSON: the snapshot's keys plus the device's own values.
+
+    Its size does not grow with what is watched: counts and ``watch_version``, no lists.
+    """
     data = snapshot.to_dict()
     data.update(
         state=state,

@@ -196,7 +196,7 @@ def test_beamtime_and_scan_dirs_appearing_while_running(
     later.write_nexus_scan("late_00001", scandir=sub)
     later.append_list(sub, "late_00001")
     wait_for(lambda: scicat_server.dataset("99001299/late_00001"), timeout=30)
-    assert later.metadata_path in service.status().watched_beamtimes
+    assert later.metadata_path in service.watched_beamtimes()
 
 
 def test_groups_from_the_proposal(beamtime_factory, scicat_server, service_factory):

@@ -90,7 +90,7 @@ def test_service_commands_close_the_previous_measurement(
     write_scans(f, "a_00001", "b_00001")
     open(f.list_path(), "a").close()
     service = service_factory()
-    wait_for(lambda: f.scandir in service.status().watched_scandirs)
+    wait_for(lambda: f.scandir in service.watched_scandirs())
     service.start_measurement("first", f.scandir)
     f.append_list(None, "a_00001")
     wait_for(lambda: scicat_server.dataset(f"{BT}/a_00001"))
@@ -228,7 +228,7 @@ def test_start_measurement_in_a_scan_dir_without_list_file(
 ):
     f = beamtime_factory
     service = service_factory()
-    wait_for(lambda: f.scandir in service.status().watched_scandirs)
+    wait_for(lambda: f.scandir in service.watched_scandirs())
     assert not __import__("os").path.exists(f.list_path())
     service.start_measurement("fresh", f.scandir)
     wait_for(lambda: service.status().current_measurements.get(f.scandir) == "fresh")

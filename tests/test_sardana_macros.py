@@ -330,7 +330,7 @@ def test_a_measurement_started_in_the_panel_is_seen_by_the_macros(lab):
     listfile = _list_path(lab, scandir)
     open(listfile, "a", encoding="utf-8").close()  # the ingestor watches lists
     proxy = tango.DeviceProxy(lab.sardana.full_name(DEVICE))
-    wait_for(lambda: scandir in json.loads(proxy.StatusReport)["watched_scandirs"], timeout=60)
+    wait_for(lambda: scandir in (proxy.WatchedScanDirs or ()), timeout=60)
     proxy.ScanDir = lab.factory.scandir  # another directory: the panel must not use it
     seen = run_child(lab.sardana.workdir, "start", "--device", lab.sardana.full_name(DEVICE),
                      "--scandir", scandir, "--measurement", "panel1")

@@ -120,6 +120,30 @@ def test_attributes_are_described_for_taurus(start_device):
     assert '"state": "ON"' in report and '"ingested_count": 0' in report
 
 
+def test_watched_lists_are_read_on_demand_and_the_report_has_counts(
+        beamtime_factory, start_device):
+    f = beamtime_factory
+    calib = f.make_scandir("calib")
+    touch_list(f)
+    proxy = start_device()
+    wait_state(proxy, DevState.ON)
+    expected = sorted(root for root, _, _ in os.walk(f.beamtime_dir))
+    assert calib in expected and list(proxy.WatchedScanDirs) == expected
+    assert proxy.WatchedScanDirCount == len(expected)
+    assert list(proxy.WatchedBeamtimes) == [f.metadata_path]
+    report = json.loads(proxy.StatusReport)
+    assert "watched_scandirs" not in report and "watched_beamtimes" not in report
+    assert report["watched_scandir_count"] == len(expected)
+    assert report["watched_beamtime_count"] == 1 and report["watch_version"] > 0
+    counts = subscribe(proxy, "WatchedScanDirCount")
+    beamtimes = subscribe(proxy, "WatchedBeamtimes")
+    wait_for(lambda: beamtimes.seen(lambda v: list(v) == [f.metadata_path]), timeout=TIMEOUT)
+    later = f.make_scandir("later")
+    wait_for(lambda: counts.seen(lambda v: v == len(expected) + 1), timeout=TIMEOUT)
+    assert later in proxy.WatchedScanDirs
+    assert json.loads(proxy.StatusReport)["watch_version"] > report["watch_version"]
+
+
 def test_measurement_commands_append_records_and_the_measurement_is_ingested(
         beamtime_factory, scicat_server, start_device):
     f = beamtime_factory
@@ -161,8 +185,7 @@ def test_scan_dir_selects_the_directory_of_the_measurement_commands(
     touch_list(f)
     touch_list(f, other)
     proxy = start_device()
-    wait_device(proxy, lambda: other in json.loads(proxy.StatusReport)["watched_scandirs"],
-                f"{other} watched")
+    wait_device(proxy, lambda: other in (proxy.WatchedScanDirs or ()), f"{other} watched")
     wait_state(proxy, DevState.ON)
     assert proxy.StartMeasurementInDir(["calib1", other]) == other
     assert list_lines(f, other)[-1] == "__command__ start calib1"
@@ -314,8 +337,8 @@ def test_two_clients_open_measurements_in_two_directories_at_once(
         touch_list(f, directory)
     server = device_server()
     proxy = server.proxy
-    wait_device(proxy, lambda: set(dirs.values()) <= set(
-        json.loads(proxy.StatusReport)["watched_scandirs"]), "both directories watched")
+    wait_device(proxy, lambda: set(dirs.values()) <= set(proxy.WatchedScanDirs or ()),
+                "both directories watched")
     rounds = 15
     barrier = threading.Barrier(3)
     errors: List[BaseException] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from .counts import WatchCounts
 from .discovery import Discovery, DiscoverySnapshot
 from .inotify import Event, Notifier, NotifierError, WatchError, inotify_available
 from .schedule import poll_period
@@ -23,6 +24,7 @@ __all__ = [
     "Event",
     "Notifier",
     "NotifierError",
+    "WatchCounts",
     "WatchError",
     "Watcher",
     "inotify_available",

@@ -26,6 +26,7 @@ from ..beamtime import (
     load_beamtime,
 )
 from ..config import IngestorConfig
+from .counts import next_version
 from .inotify import IN_MODIFY, Event
 from .stamps import Stamp, WarnOnce, dir_stamp, file_stamp, inode, settled
 from .watchset import WatchSet
@@ -56,11 +57,18 @@ class BeamtimeFiles:
         self._cfg = cfg
         self._blacklist = BlacklistReader(cfg.beamtimeid_blacklist_file)
         self._known: dict[str, _Known] = {}
+        self._followed_count = 0
+        #: changes whenever a file is followed or dropped (:func:`.counts.next_version`)
+        self.version = 0
         self._warn = WarnOnce(logger)
 
     def followed(self) -> dict[str, Beamtime]:
         """Path -> beamtime of every followed beamtime file."""
         return {p: k.beamtime for p, k in self._known.items() if k.followed and k.beamtime}
+
+    def followed_count(self) -> int:
+        """How many beamtime files are followed (O(1))."""
+        return self._followed_count
 
     def is_followed(self, path: str) -> bool:
         """True when the beamtime file at ``path`` is followed."""
@@ -87,7 +95,7 @@ class BeamtimeFiles:
                 return BeamtimeUpdate(path)
             return self._follow(path, known.beamtime, stamp)
         if tree.beamtime_dir_blacklisted(self._cfg, os.path.dirname(path)):
-            self._known[path] = _Known(stamp, None, followed=False)
+            self._store(path, _Known(stamp, None, followed=False))
             return BeamtimeUpdate(path)
         try:
             beamtime = load_beamtime(path)
@@ -96,7 +104,7 @@ class BeamtimeFiles:
             if known is not None and known.followed:
                 known.stamp = stamp  # keep following the last good content
             else:
-                self._known[path] = _Known(stamp, None, followed=False)
+                self._store(path, _Known(stamp, None, followed=False))
             return BeamtimeUpdate(path)
         removed = None
         if known is not None and known.followed:
@@ -107,7 +115,7 @@ class BeamtimeFiles:
             logger.info("Beamtime file %s changed", path)
             removed = self.forget(path).removed
         if self._excluded(beamtime):
-            self._known[path] = _Known(stamp, beamtime, followed=False)
+            self._store(path, _Known(stamp, beamtime, followed=False))
             return BeamtimeUpdate(path, removed=removed)
         added = self._follow(path, beamtime, stamp).added
         return BeamtimeUpdate(path, removed=removed, added=added)
@@ -130,16 +138,27 @@ class BeamtimeFiles:
 
     def forget(self, path: str) -> BeamtimeUpdate:
         """Stop following (and forget) the file at ``path``."""
-        known = self._known.pop(path, None)
+        known = self._store(path, None)
         if known is None or not known.followed or known.beamtime is None:
             return BeamtimeUpdate(path)
         logger.info("Beamtime %s: stopped following %s", known.beamtime.beamtime_id, path)
         return BeamtimeUpdate(path, removed=known.beamtime)
 
     def _follow(self, path: str, beamtime: Beamtime, stamp: Stamp) -> BeamtimeUpdate:
-        self._known[path] = _Known(stamp, beamtime, followed=True)
+        self._store(path, _Known(stamp, beamtime, followed=True))
         logger.info("Beamtime %s: following %s", beamtime.beamtime_id, path)
         return BeamtimeUpdate(path, added=beamtime)
+
+    def _store(self, path: str, known: Optional[_Known]) -> Optional[_Known]:
+        """Keep ``known`` for ``path`` (``None``: forget it); returns what was kept before."""
+        old = self._known.pop(path, None) if known is None else self._known.get(path)
+        if known is not None:
+            self._known[path] = known
+        was, now = old is not None and old.followed, known is not None and known.followed
+        if was != now:
+            self._followed_count += 1 if now else -1
+            self.version = next_version()
+        return old
 
     def _excluded(self, beamtime: Beamtime) -> bool:
         return tree.beamtime_excluded(self._cfg, beamtime, self._blacklist)

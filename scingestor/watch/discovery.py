@@ -28,6 +28,9 @@ dir are not followed (no cycles); beamtime dirs themselves may be links.
 Public methods take one lock, so :meth:`Discovery.snapshot` may be called
 from any thread while the watcher thread drives the rest. The sink is called
 from the driving thread with that lock held: it must not block.
+:meth:`Discovery.counts` and :meth:`Discovery.is_scan_dir` take no lock: they
+are O(1) and never wait for a walk in progress (the status is composed from
+them on every update).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from typing import Iterable, Optional
 
 from ..config import IngestorConfig
 from .beamtimes import BeamtimeDirs, BeamtimeDirty, BeamtimeUpdate
+from .counts import WatchCounts
 from .inotify import Event, Notifier
 from .scantree import ScanDirty, ScanTrees
 from .schedule import Job, Schedule, most_thorough, poll_period
@@ -48,7 +52,8 @@ from .watchset import MODE_INOTIFY, MODE_POLLING, WatchSet
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MODE_INOTIFY", "MODE_POLLING", "Discovery", "DiscoverySnapshot", "poll_period"]
+__all__ = ["MODE_INOTIFY", "MODE_POLLING", "Discovery", "DiscoverySnapshot", "WatchCounts",
+           "poll_period"]
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,26 @@ class Discovery:
                 list_files=tuple(self._scans.list_files()),
                 watches=self._watches.count(),
             )
+
+    def counts(self) -> WatchCounts:
+        """How many beamtime files and scan dirs are watched, and their version (O(1))."""
+        files, scans = self._beamtimes.files, self._scans
+        version = max(files.version, scans.version)  # read first: the counts are not older
+        return WatchCounts(self.mode, files.followed_count(), scans.scan_dir_count(), version)
+
+    def beamtime_files(self) -> list[str]:
+        """Every followed beamtime file, sorted (a copy, made now)."""
+        with self._lock:
+            return sorted(self._beamtimes.files.followed())
+
+    def scan_dirs(self) -> list[str]:
+        """Every watched scan directory, sorted (a copy, made now)."""
+        with self._lock:
+            return self._scans.scan_dirs()
+
+    def is_scan_dir(self, path: str) -> bool:
+        """True when ``path`` is a watched scan directory (O(1))."""
+        return self._scans.is_scan_dir(path)
 
     def cancel(self) -> None:
         """Make a running walk return early (used when stopping)."""

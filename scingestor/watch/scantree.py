@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Optional
 from ..beamtime import Beamtime, ScanDirContext, scandir_context
 from ..config import IngestorConfig
 from ..tree import ScanDirListing, ScanPolicy, read_scan_dir
+from .counts import next_version
 from .inotify import Event
 from .sink import DiscoverySink
 from .stamps import Stamp, WarnOnce, dir_stamp, file_stamp, inode, settled
@@ -83,6 +84,8 @@ class ScanTrees:
         self._roots: dict[str, _Root] = {}  # beamtime file -> tree
         self._nodes_at: dict[str, list[_Node]] = {}
         self._generation = 0
+        #: changes whenever a scan directory comes or goes (:func:`.counts.next_version`)
+        self.version = 0
         self._warn = WarnOnce(logger)
 
     # ----------------------------------------------------------------- public
@@ -162,6 +165,14 @@ class ScanTrees:
         """Every scan directory, sorted."""
         return sorted(self._nodes_at)
 
+    def scan_dir_count(self) -> int:
+        """How many scan directories are watched (O(1))."""
+        return len(self._nodes_at)
+
+    def is_scan_dir(self, path: str) -> bool:
+        """True when ``path`` is a watched scan directory (O(1))."""
+        return path in self._nodes_at
+
     def list_files(self) -> list[str]:
         """Every followed dataset list (in the form given to the sink), sorted."""
         return sorted(node.ctx.list_path for node in self._all_nodes() if node.ctx is not None)
@@ -169,7 +180,9 @@ class ScanTrees:
     def close(self) -> None:
         """Forget every tree without reporting (the :class:`WatchSet` is closed by its owner)."""
         self._roots.clear()
-        self._nodes_at.clear()
+        if self._nodes_at:
+            self._nodes_at.clear()
+            self.version = next_version()
 
     # --------------------------------------------------------------- building
 
@@ -192,7 +205,11 @@ class ScanTrees:
         if ino is None or not self._watches.acquire(node.path, ino):
             return False
         node.generation = self._generation
-        self._nodes_at.setdefault(node.path, []).append(node)
+        users = self._nodes_at.get(node.path)
+        if users is None:
+            users = self._nodes_at[node.path] = []
+            self.version = next_version()
+        users.append(node)
         if node.parent is not None:
             node.parent.children[os.path.basename(node.path)] = node
         return True
@@ -217,6 +234,7 @@ class ScanTrees:
                 users[:] = [other for other in users if other is not node]
                 if not users:
                     del self._nodes_at[node.path]
+                    self.version = next_version()
             self._watches.release(node.path)
 
     # ------------------------------------------------------------- syncing

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from ..config import IngestorConfig
+from .counts import WatchCounts
 from .discovery import Discovery, DiscoverySnapshot
 from .inotify import Notifier, NotifierError
 from .schedule import poll_period
@@ -25,11 +26,15 @@ class Watcher:
 
     The thread blocks in ``select`` (inotify mode) or on an event (polling
     mode) until something happens, a periodic job is due, or :meth:`stop`.
+    ``on_watched_changed()`` is called from the thread, no lock held, after a step
+    that changed the watched beamtime files or scan dirs (:meth:`counts`).
     """
 
-    def __init__(self, cfg: IngestorConfig, sink: DiscoverySink) -> None:
+    def __init__(self, cfg: IngestorConfig, sink: DiscoverySink,
+                 on_watched_changed: Optional[Callable[[], None]] = None) -> None:
         self.cfg = cfg
         self.sink = sink
+        self._on_watched_changed = on_watched_changed
         self._notifier: Optional[Notifier] = None
         self._discovery: Optional[Discovery] = None
         self._thread: Optional[threading.Thread] = None
@@ -88,6 +93,26 @@ class Watcher:
             return DiscoverySnapshot.stopped()
         return self._discovery.snapshot()
 
+    def counts(self) -> WatchCounts:
+        """How much is watched and its version, in O(1) (:meth:`Discovery.counts`)."""
+        discovery = self._discovery
+        return WatchCounts.stopped() if discovery is None else discovery.counts()
+
+    def beamtime_files(self) -> list[str]:
+        """Every followed beamtime file, sorted."""
+        discovery = self._discovery
+        return [] if discovery is None else discovery.beamtime_files()
+
+    def scan_dirs(self) -> list[str]:
+        """Every watched scan directory, sorted."""
+        discovery = self._discovery
+        return [] if discovery is None else discovery.scan_dirs()
+
+    def is_scan_dir(self, path: str) -> bool:
+        """True when ``path`` is a watched scan directory (O(1))."""
+        discovery = self._discovery
+        return discovery is not None and discovery.is_scan_dir(path)
+
     def rescan(self) -> None:
         """Ask the thread for a full reconciliation with the disk now."""
         self._rescan_requested = True
@@ -108,10 +133,16 @@ class Watcher:
     def _run(self) -> None:
         assert self._discovery is not None
         discovery = self._discovery
+        version = discovery.counts().version
         while not self._stopping:
             self._wake.clear()
             try:
                 self._step(discovery)
+                now = discovery.counts().version
+                if now != version and not self._stopping:
+                    version = now
+                    if self._on_watched_changed is not None:
+                        self._on_watched_changed()
             except Exception:
                 logger.exception("Watcher error; continuing")
                 self._wake.wait(_ERROR_PAUSE)
