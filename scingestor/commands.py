@@ -166,3 +166,42 @@ class ListCommands:
             return scan
         self._reingest_beamtime(ctx)
         return ctx.beamtime.beamtime_id
+
+
+class CommandMethods:
+    """The commands under the service's own names (a base class of
+    :class:`scingestor.service.IngestorService`, which sets ``_commands``)."""
+
+    _commands: ListCommands
+
+    def context_for(self, scandir: str = "") -> ScanDirContext:
+        """The list context of ``scandir`` (either path form); '' = the most recently active."""
+        return self._commands.context_for(scandir)
+
+    def current_measurement(self, scandir: str = "") -> str:
+        """The measurement open in the list of ``scandir`` ('' when none), read from the list."""
+        return self._commands.current_measurement(scandir)
+
+    def append_records(self, ctx: ScanDirContext, records: list[str]) -> None:
+        """Append records to a dataset list (:func:`scingestor.listproto.append_records`)."""
+        self._commands.append_records(ctx, records)
+
+    def start_measurement(self, name: str, scandir: str = "") -> str:
+        """Close the open measurement (if any) and open ``name``; returns the scan dir."""
+        return self._commands.start_measurement(name, scandir)
+
+    def stop_measurement(self, scandir: str = "") -> str:
+        """Close the open measurement and ask for its dataset; returns its name ('' if none)."""
+        return self._commands.stop_measurement(scandir)
+
+    def update_measurement(self, scandir: str = "") -> str:
+        """Send the open measurement's dataset now and keep it open."""
+        return self._commands.update_measurement(scandir)
+
+    def make_measurement(self, name: str, scandir: str = "") -> str:
+        """Start ``name`` and add the last scan of the list to it."""
+        return self._commands.make_measurement(name, scandir)
+
+    def reingest(self, scan: str = "", scandir: str = "") -> str:
+        """Re-ingest one scan (a ``scan:ts`` line) or, with '', every scan of the scan dir."""
+        return self._commands.reingest(scan, scandir)

@@ -9,7 +9,7 @@ import time
 from typing import Callable, Optional
 
 from .beamtime import Beamtime, ScanDirContext
-from .commands import Known, ListCommands, ServiceError
+from .commands import CommandMethods, Known, ListCommands, ServiceError
 from .config import IngestorConfig
 from .credentials import CredentialError, CredentialSource
 from .failures import FailedSet
@@ -43,7 +43,7 @@ _NOT_WATCHING = WatchCounts("", 0, 0, 0)  # no watcher (not started, stopped)
 __all__ = ["PROBE_INTERVAL", "IngestorService", "ServiceError", "StatusCallback"]
 
 
-class IngestorService(RecentScans):
+class IngestorService(RecentScans, CommandMethods):
     """Owns configuration, watching, the ingestion queue and the status snapshot.
 
     Threads: one watcher thread (inside :class:`Watcher`) and one ingestion worker,
@@ -453,38 +453,6 @@ class IngestorService(RecentScans):
     def _is_watched_dir(self, path: str) -> bool:
         watcher = self._watcher
         return watcher is not None and watcher.is_scan_dir(path)
-
-    def context_for(self, scandir: str = "") -> ScanDirContext:
-        """The list context of ``scandir`` (either path form); '' = the most recently active."""
-        return self._commands.context_for(scandir)
-
-    def current_measurement(self, scandir: str = "") -> str:
-        """The measurement open in the list of ``scandir`` ('' when none), read from the list."""
-        return self._commands.current_measurement(scandir)
-
-    def append_records(self, ctx: ScanDirContext, records: list[str]) -> None:
-        """Append records to a dataset list (:func:`scingestor.listproto.append_records`)."""
-        self._commands.append_records(ctx, records)
-
-    def start_measurement(self, name: str, scandir: str = "") -> str:
-        """Close the open measurement (if any) and open ``name``; returns the scan dir."""
-        return self._commands.start_measurement(name, scandir)
-
-    def stop_measurement(self, scandir: str = "") -> str:
-        """Close the open measurement and ask for its dataset; returns its name ('' if none)."""
-        return self._commands.stop_measurement(scandir)
-
-    def update_measurement(self, scandir: str = "") -> str:
-        """Send the open measurement's dataset now and keep it open."""
-        return self._commands.update_measurement(scandir)
-
-    def make_measurement(self, name: str, scandir: str = "") -> str:
-        """Start ``name`` and add the last scan of the list to it."""
-        return self._commands.make_measurement(name, scandir)
-
-    def reingest(self, scan: str = "", scandir: str = "") -> str:
-        """Re-ingest one scan (a ``scan:ts`` line) or, with '', every scan of the scan dir."""
-        return self._commands.reingest(scan, scandir)
 
     def _reingest_beamtime(self, ctx: ScanDirContext) -> None:
         """Queue the re-ingestion of every list of ``ctx``'s beamtime (one worker job)."""
