@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import socket
 import string
@@ -249,6 +250,12 @@ def _expand(template: str, keywords: Mapping[str, str], key: str) -> Iterator[_P
 _OPERATORS = frozenset("|&;<>()`$\n")
 _DQ_ESCAPABLE = frozenset('$`"\\\n')
 _BLANKS = frozenset(" \t")
+#: runs of characters with no meaning to the shell, taken in one step per state
+_PLAIN_RUN = {
+    "": re.compile("[^" + re.escape("".join(_BLANKS | _OPERATORS) + "'\"\\#~") + "]+"),
+    '"': re.compile("[^" + re.escape('"\\$`') + "]+"),
+    "'": re.compile("[^']+"),
+}
 
 
 class _Splitter:
@@ -307,6 +314,11 @@ class _Splitter:
                 self._double_quoted_escape(text[0])
             i = 1
         while i < size:
+            run = _PLAIN_RUN[self._state].match(text, i)
+            if run is not None:
+                self._add(run.group())
+                i = run.end()
+                continue
             char = text[i]
             if self._state == "'":
                 if char == "'":

@@ -21,6 +21,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 import types
 from typing import Any, Callable, List, Mapping, Optional, TypeVar
 
@@ -34,6 +35,8 @@ T = TypeVar("T")
 
 #: ``metadata_workers: 0`` means this many at most (and no more than the usable CPUs).
 AUTO_MAX_WORKERS = 4
+#: Seconds a scan waits for this process's slot before it goes to a worker process.
+PATIENCE = 0.01
 
 
 def usable_cpus() -> int:
@@ -141,6 +144,7 @@ class GenerationPool:
         self.workers = worker_count(cfg.metadata_workers if workers is None else workers)
         self._cond = threading.Condition()
         self._local_busy = False
+        self._local_since = 0.0
         self._idle: List[WorkerProcess] = []
         self._started = 0
         self._closed = False
@@ -161,6 +165,7 @@ class GenerationPool:
             while self._local_busy:
                 self._cond.wait()
             self._local_busy = True
+            self._local_since = time.monotonic()
         try:
             return work()
         finally:
@@ -187,12 +192,22 @@ class GenerationPool:
         return result
 
     def _acquire(self) -> Optional[WorkerProcess]:
-        """None: the local slot; else a worker process (started here when needed)."""
+        """None: the local slot; else a worker process (started here when needed).
+
+        A scan waits for this process's slot while the scan in it has been there
+        for less than ``PATIENCE`` s: a cheap one (nothing to generate, as on an
+        unchanged re-ingestion) is over before a worker could have answered.
+        """
         with self._cond:
             while True:
                 if not self._local_busy:
                     self._local_busy = True
+                    self._local_since = time.monotonic()
                     return None
+                waited = time.monotonic() - self._local_since
+                if waited < PATIENCE:
+                    self._cond.wait(PATIENCE - waited)
+                    continue
                 if self._idle:
                     return self._idle.pop()
                 if self._started < self.workers - 1 and not self._closed:

@@ -16,7 +16,9 @@ prepared (the entry then sees exactly what it would see one after another):
   (a ``scan:ts`` line after the scan's earlier line);
 * a ``barrier`` entry (a measurement dataset) waits until every earlier entry
   was sent and recorded (a measurement after its member scans);
-* every entry waits for a free slot (at most ``bound`` scans in flight).
+* every entry waits for a free slot: at most ``bound`` scans being sent
+  (:meth:`SendPool.sending`) plus ``preparing`` whose metadata is being made, so
+  that making a scan's metadata never holds one of the ``bound`` sending slots.
 
 A job that raises :class:`BatchPostponed` (SciCat down, login refused) stops
 the batch: nothing more is submitted, the jobs in flight finish (or fail),
@@ -26,9 +28,10 @@ what completed is recorded, and the :class:`BatchPostponed` is raised.
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any, Callable, Deque, Dict, Generic, Optional, Tuple, TypeVar
+from typing import Any, Callable, Deque, Dict, Generic, Iterator, Optional, Tuple, TypeVar
 
 R = TypeVar("R")
 
@@ -43,11 +46,25 @@ class SendPool:
     sending thread sends the datablock (:meth:`parts`).
     """
 
-    def __init__(self, bound: int) -> None:
+    def __init__(self, bound: int, preparing: int = 0) -> None:
         self.bound = max(1, int(bound))
+        #: scans whose metadata is being made, beside the ``bound`` being sent
+        self.preparing = max(0, int(preparing)) if self.bound > 1 else 0
+        self._sending = threading.BoundedSemaphore(self.bound)
         self._executor: Optional[ThreadPoolExecutor] = None
         self._parts: Optional[ThreadPoolExecutor] = None
         self._lock = threading.Lock()
+
+    @property
+    def jobs(self) -> int:
+        """Scans a batch may have started and not finished: preparing or sending."""
+        return self.bound + self.preparing
+
+    @contextlib.contextmanager
+    def sending(self) -> Iterator[None]:
+        """Hold one of the ``bound`` sending slots (around a scan's requests)."""
+        with self._sending:
+            yield
 
     def parts(self) -> Optional[ThreadPoolExecutor]:
         """Threads for the second request of a scan (None when ``bound`` is 1)."""
@@ -65,7 +82,7 @@ class SendPool:
             return None
         with self._lock:
             if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=self.bound,
+                self._executor = ThreadPoolExecutor(max_workers=self.jobs,
                                                     thread_name_prefix="scingestor-send")
             return self._executor
 
@@ -84,7 +101,7 @@ class SendBatch(Generic[R]):
 
     def __init__(self, pool: SendPool, finish: Finish,
                  postponed: Tuple[type, ...]) -> None:
-        self._bound = pool.bound
+        self._bound = pool.jobs
         self._executor = pool.executor()
         self._finish = finish
         self._postponed_types = postponed

@@ -14,7 +14,7 @@ from .beamtime import ScanDirContext
 from .checked import CheckedDatablocks
 from .config import IngestorConfig
 from .failures import failed_lines
-from .genpool import GenerationPool
+from .genpool import PATIENCE, GenerationPool
 from .inflight import SendBatch, SendPool
 from .journal import IntentJournal
 from .listproto import Entry, EntryKind, UnsafeNameError, read_entries
@@ -76,8 +76,11 @@ class ListProcessor:
         preparer = ScanPreparer(cfg, self._generator)
         # metadata of several scans generated at once (genpool.py, metadata_workers)
         self._generation = GenerationPool(cfg, preparer, in_process=runner.in_process)
-        # a fixed number of sending threads, whatever the number of lists (inflight.py)
-        self._pool = SendPool(cfg.max_scans_in_flight)
+        self._metadata_cost = 0.0  # seconds, a moving average of the metadata stages
+        # a fixed number of sending threads, whatever the number of lists (inflight.py),
+        # plus one per generation slot, so that making metadata holds no sending slot
+        self._pool = SendPool(cfg.max_scans_in_flight,
+                              self._generation.workers if self._generation.parallel else 0)
         sender = ScanSender(publisher, self._generator,
                             ingest_attachments=cfg.ingest_dataset_attachment,
                             parts=self._pool.parts)
@@ -362,20 +365,33 @@ class ListProcessor:
         stage = self._stages.reingest if reingest else self._stages.ingest
 
         def metadata() -> Step:
-            return stage(ctx, entry, state, started, known)
+            begin = time.monotonic()
+            try:
+                return stage(ctx, entry, state, started, known)
+            finally:  # how long metadata stages take lately (a rough average is enough)
+                self._metadata_cost = 0.7 * self._metadata_cost + 0.3 * (
+                    time.monotonic() - begin)
 
-        if self._generation.parallel and not self._generator.callback_due(state):
+        # cheap metadata stages (nothing to generate, e.g. an unchanged re-ingestion)
+        # stay here: handing them to other threads would cost more than they do
+        if (self._generation.parallel and self._metadata_cost >= PATIENCE
+                and not self._generator.callback_due(state)):
             def both() -> Done:
                 step = self._guard(ctx, entry, metadata)
-                return self._guard(ctx, entry, step) if callable(step) else step
+                return self._send(ctx, entry, step) if callable(step) else step
             batch.submit(entry.scanname, both, payload)
             return
         step = self._guard(ctx, entry, metadata)
         if callable(step):
             send = step
-            batch.submit(entry.scanname, lambda: self._guard(ctx, entry, send), payload)
+            batch.submit(entry.scanname, lambda: self._send(ctx, entry, send), payload)
         else:
             batch.done(entry.scanname, step, payload)
+
+    def _send(self, ctx: ScanDirContext, entry: Entry, send: Callable[[], Done]) -> Done:
+        """The publish stage of one entry, in one of the ``max_scans_in_flight`` slots."""
+        with self._pool.sending():
+            return self._guard(ctx, entry, send)  # type: ignore[return-value]
 
     def _guard(self, ctx: ScanDirContext, entry: Entry, stage: Callable[[], Step]) -> Step:
         """Run a stage of one entry; a failure becomes its outcome (or BatchPostponed)."""

@@ -115,6 +115,7 @@ class ScanPreparer:
     def __init__(self, cfg: IngestorConfig, generator: MetadataGenerator) -> None:
         self._cfg = cfg
         self._generator = generator
+        self._stream_in_process: Optional[bool] = None
 
     @property
     def generator(self) -> MetadataGenerator:
@@ -196,9 +197,10 @@ class ScanPreparer:
         nxsfileinfo (a program may read more than its words); see checked.py.
         """
         gen = self._generator
+        if self._stream_in_process is None:  # the template decides, not the scan
+            self._stream_in_process = gen.runs_in_process(gen.stream_command(ctx, entry, state))
         command = gen.datablock_command(ctx, entry, state)
-        if not (gen.runs_in_process(command)
-                and gen.runs_in_process(gen.stream_command(ctx, entry, state))):
+        if not (self._stream_in_process and gen.runs_in_process(command)):
             return ""
         return fingerprint(command.argv, exclude=(path,))
 

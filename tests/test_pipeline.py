@@ -44,6 +44,10 @@ class Clock:
     def time(self) -> float:
         return time.time() + self.offset
 
+    @staticmethod
+    def monotonic() -> float:  # durations, not deadlines: untouched
+        return time.monotonic()
+
 
 class Pipe:
     """A processor, its list context, the outcomes it reported and the stop event."""
