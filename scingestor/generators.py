@@ -11,6 +11,7 @@ A template that really uses the shell (pipes, ``;``, ``$``...) runs with
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -219,11 +220,21 @@ class _Value(str):
 _Piece = Union[str, _Value]
 
 
+_FORMATTER = string.Formatter()
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_template(template: str) -> tuple[tuple[str, Optional[str], Optional[str],
+                                                  Optional[str]], ...]:
+    """``str.format``'s parse of a template (a handful of templates, parsed once each)."""
+    return tuple(_FORMATTER.parse(template))
+
+
 def _expand(template: str, keywords: Mapping[str, str], key: str) -> Iterator[_Piece]:
     """Split ``template`` into literal text and formatted values, as ``str.format`` would."""
-    formatter = string.Formatter()
+    formatter = _FORMATTER
     try:
-        parsed = list(formatter.parse(template))
+        parsed = _parse_template(template)
     except ValueError as exc:
         raise GeneratorError(f"{key}: malformed template {template!r}: {exc}") from None
     for literal, name, spec, conversion in parsed:
