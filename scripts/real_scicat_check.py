@@ -532,6 +532,7 @@ def phase_outage(run: Run) -> None:
             first_at = time.monotonic() - restored
         if datasets_at is None and all(run.admin.dataset(run.pid(s)) for s in OUTAGE_SCANS):
             datasets_at = time.monotonic() - restored
+            first_at = datasets_at if first_at is None else first_at  # all between two looks
         if datasets_at is not None and all(run.complete(s) for s in OUTAGE_SCANS):
             complete_at = time.monotonic() - restored
         time.sleep(0.05)
