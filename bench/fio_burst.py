@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -40,14 +38,15 @@ from run import (  # noqa: E402
     RequestClock,
     Results,
     append_at_once,
-    guarded,
+    bench_frame,
+    finish_daemon,
     ingested_count,
     proc_cpu,
     proc_kib,
     progress,
 )
 
-from scingestor.testing import BeamtimeFactory, start_dev_server  # noqa: E402
+from scingestor.testing import BeamtimeFactory  # noqa: E402
 from scingestor.testing.setup import wait_for, write_config  # noqa: E402
 
 F_TIME = "2000 plotted FIO scans in one write"
@@ -196,14 +195,8 @@ def bench_fio_burst(scans: int, points: int, overrides: Dict[str, Any], server: 
                      f"{rss:.0f} MB after (peak {hwm:.0f} MB); threads max {max(threads)}")
         results.note(f"dev server + benchmark process meanwhile: {served:.1f} CPU-s")
         check(server, clock, mark, scans, factory, results)
-        for line in daemon.problems()[:5]:
-            results.note(f"daemon log: {line}")
     finally:
-        try:
-            daemon.stop()
-        except (TimeoutError, RuntimeError) as exc:
-            results.note(f"daemon stop: {exc}")
-        daemon.kill()
+        finish_daemon(daemon, results)
 
 
 def report(scans: int, elapsed: float, recorded: float, last: Dict[str, float],
@@ -270,26 +263,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     options = parser.parse_args(argv)
     scans = options.scans or (10 if options.quick else TARGET_SCANS)
     overrides = dict(options.overrides)
-    results = Results()
-    tmp = tempfile.mkdtemp(prefix="scingestor-fio-")
-    server = start_dev_server()
-    clock = RequestClock(server)
-    try:
-        ok = guarded(results, FIGURES, lambda: bench_fio_burst(
-            scans, options.points, overrides, server, clock, tmp, results))
-    finally:
-        server.close()
-        if options.keep:
-            progress(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    results.note(f"{scans} FIO scans of {options.points} points; configuration overrides "
-                 f"{overrides or 'none'}; latency 0 ms; {os.cpu_count()} CPU(s); "
-                 f"Python {sys.version.split()[0]}")
-    print()
-    results.print_table()
-    return 0 if ok else 1
-
+    return bench_frame(
+        FIGURES, lambda server, clock, tmp, results: bench_fio_burst(
+            scans, options.points, overrides, server, clock, tmp, results),
+        prefix="scingestor-fio-", keep=options.keep,
+        note=f"{scans} FIO scans of {options.points} points; configuration overrides "
+             f"{overrides or 'none'}; latency 0 ms")
 
 if __name__ == "__main__":
     sys.exit(main())

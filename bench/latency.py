@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 from typing import Any, Optional, Sequence
 
@@ -35,7 +33,8 @@ from run import (  # noqa: E402
     RequestClock,
     Results,
     append_at_once,
-    guarded,
+    bench_frame,
+    finish_daemon,
     ingested_count,
     median,
     progress,
@@ -44,7 +43,7 @@ from run import (  # noqa: E402
     wait_until,
 )
 
-from scingestor.testing import BeamtimeFactory, start_dev_server  # noqa: E402
+from scingestor.testing import BeamtimeFactory  # noqa: E402
 from scingestor.testing.setup import write_config  # noqa: E402
 
 F_BURST = "burst of 50, 50 ms late"
@@ -114,15 +113,9 @@ def bench_daemon(burst: int, singles: int, latency: float, overrides: dict, serv
                     per_scan <= 3.0)
         results.note(f"burst: -> all datasets+datablocks stored {elapsed:.2f} s; -> all "
                      f"recorded {recorded:.2f} s; daemon threads now {daemon.threads()}")
-        for line in daemon.problems()[:5]:
-            results.note(f"daemon log: {line}")
     finally:
         server.faults.set_latency(0.0)
-        try:
-            daemon.stop()
-        except (TimeoutError, RuntimeError) as exc:
-            results.note(f"daemon stop: {exc}")
-        daemon.kill()
+        finish_daemon(daemon, results)
 
 
 def bench_reingest(scans: int, latency: float, overrides: dict, server: Any,
@@ -165,29 +158,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     reingest = options.reingest or (50 if options.quick else 1000)
     latency = options.latency_ms / 1000.0
     overrides = {} if options.in_flight is None else {"max_scans_in_flight": options.in_flight}
-    results = Results()
-    tmp = tempfile.mkdtemp(prefix="scingestor-latency-")
-    server = start_dev_server()
-    clock = RequestClock(server)
-    def measure() -> None:
+
+    def measure(server: Any, clock: RequestClock, tmp: str, results: Results) -> None:
         bench_daemon(burst, singles, latency, overrides, server, clock, tmp, results)
         bench_reingest(reingest, latency, overrides, server, clock, tmp, results)
 
-    try:
-        ok = guarded(results, FIGURES, measure)
-    finally:
-        server.close()
-        if options.keep:
-            progress(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    results.note(f"latency {options.latency_ms:g} ms; max_scans_in_flight "
-                 f"{options.in_flight or 'default'}; {os.cpu_count()} CPU(s); "
-                 f"Python {sys.version.split()[0]}")
-    print()
-    results.print_table()
-    return 0 if ok else 1
-
+    return bench_frame(FIGURES, measure, prefix="scingestor-latency-", keep=options.keep,
+                       note=f"latency {options.latency_ms:g} ms; max_scans_in_flight "
+                            f"{options.in_flight or 'default'}")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 from typing import List, Optional, Sequence
 
@@ -38,15 +36,15 @@ from run import (  # noqa: E402
     Daemon,
     RequestClock,
     Results,
-    guarded,
+    bench_frame,
+    finish_daemon,
     median,
     proc_kib,
-    progress,
     series,
     wait_until,
 )
 
-from scingestor.testing import BeamtimeFactory, start_dev_server  # noqa: E402
+from scingestor.testing import BeamtimeFactory  # noqa: E402
 from scingestor.testing.setup import write_config  # noqa: E402
 
 F_LONG_LATENCY = "one more scan, long list: latency"
@@ -115,14 +113,8 @@ def measure(lines: int, scans: int, server, clock: RequestClock, tmp: str,
         hwm = proc_kib(daemon.pid, "VmHWM") / 1024
         results.note(f"{lines} lines: latency {series(latencies)}; CPU per scan "
                      f"{series(cpus, 'CPU-s', 2)}; RSS {rss:.0f} MB (peak {hwm:.0f} MB)")
-        for line in daemon.problems()[:5]:
-            results.note(f"daemon log: {line}")
     finally:
-        try:
-            daemon.stop()
-        except (TimeoutError, RuntimeError) as exc:
-            results.note(f"daemon stop: {exc}")
-        daemon.kill()
+        finish_daemon(daemon, results)
     return median(latencies), median(cpus), rss, hwm
 
 
@@ -153,24 +145,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     options = parser.parse_args(argv)
     sizes = options.sizes or ([1000, 5000] if options.quick else [1000, 20000, 100000])
     scans = min(options.scans, 3) if options.quick else options.scans
-    results = Results()
-    tmp = tempfile.mkdtemp(prefix="scingestor-longlist-")
-    server = start_dev_server()
-    clock = RequestClock(server)
-    try:
-        ok = guarded(results, FIGURES,
-                     lambda: bench_long_lists(sizes, scans, server, clock, tmp, results))
-    finally:
-        server.close()
-        if options.keep:
-            progress(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    results.note(f"{os.cpu_count()} CPU(s); Python {sys.version.split()[0]}")
-    print()
-    results.print_table()
-    return 0 if ok else 1
-
+    return bench_frame(
+        FIGURES, lambda server, clock, tmp, results: bench_long_lists(
+            sizes, scans, server, clock, tmp, results),
+        prefix="scingestor-longlist-", keep=options.keep, note="")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -423,14 +423,8 @@ def bench_ingestion(sizes: Sizes, server: DevServerHandle, clock: RequestClock, 
                      f"{len(server.attachments())} attachments, "
                      f"{ingested_count(factory)} lines in the ingested list "
                      f"(expected {expected} of each)")
-        for line in daemon.problems()[:5]:
-            results.note(f"daemon log: {line}")
     finally:
-        try:
-            daemon.stop()
-        except (TimeoutError, RuntimeError) as exc:
-            results.note(f"ingestion daemon stop: {exc}")
-        daemon.kill()
+        finish_daemon(daemon, results, "ingestion daemon")
 
 
 def make_dirs_beamtime(tmp: str, count: int, server: DevServerHandle) -> str:
@@ -609,6 +603,41 @@ def bench_history(sizes: Sizes, server: DevServerHandle, tmp: str, results: Resu
 
 
 # --------------------------------------------------------------------------- main
+
+def bench_frame(figures: Sequence[str], measure: Callable[..., None], *, prefix: str,
+                keep: bool, note: str) -> int:
+    """The frame of a benchmark script: a dev server in this process and its request
+    clock, a temporary directory, ``measure(server, clock, tmp, results)`` guarded,
+    then the table. Exit status as documented in bench/README.md."""
+    results = Results()
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    server = start_dev_server()
+    clock = RequestClock(server)
+    try:
+        ok = guarded(results, figures, lambda: measure(server, clock, tmp, results))
+    finally:
+        server.close()
+        if keep:
+            progress(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    results.note(f"{note}{'; ' if note else ''}{os.cpu_count()} CPU(s); "
+                 f"Python {sys.version.split()[0]}")
+    print()
+    results.print_table()
+    return 0 if ok else 1
+
+
+def finish_daemon(daemon: Daemon, results: Results, label: str = "daemon") -> None:
+    """Note the daemon's logged problems, then stop it (kill it when it does not stop)."""
+    for line in daemon.problems()[:5]:
+        results.note(f"{label} log: {line}")
+    try:
+        daemon.stop()
+    except (TimeoutError, RuntimeError) as exc:
+        results.note(f"{label} stop: {exc}")
+    daemon.kill()
+
 
 def guarded(results: Results, names: Sequence[str], action: Callable[[], None]) -> bool:
     """Run one group of figures; returns False if the group could not be measured.

@@ -51,8 +51,7 @@ class SendPool:
         #: scans whose metadata is being made, beside the ``bound`` being sent
         self.preparing = max(0, int(preparing)) if self.bound > 1 else 0
         self._sending = threading.BoundedSemaphore(self.bound)
-        self._executor: Optional[ThreadPoolExecutor] = None
-        self._parts: Optional[ThreadPoolExecutor] = None
+        self._executors: Dict[str, ThreadPoolExecutor] = {}
         self._lock = threading.Lock()
 
     @property
@@ -68,32 +67,28 @@ class SendPool:
 
     def parts(self) -> Optional[ThreadPoolExecutor]:
         """Threads for the second request of a scan (None when ``bound`` is 1)."""
-        if self.bound == 1:
-            return None
-        with self._lock:
-            if self._parts is None:
-                self._parts = ThreadPoolExecutor(max_workers=self.bound,
-                                                 thread_name_prefix="scingestor-part")
-            return self._parts
+        return self._threads("scingestor-part", self.bound)
 
     def executor(self) -> Optional[ThreadPoolExecutor]:
         """The thread pool (created on first use); None: send in the caller's thread."""
+        return self._threads("scingestor-send", self.jobs)
+
+    def _threads(self, name: str, count: int) -> Optional[ThreadPoolExecutor]:
         if self.bound == 1:
             return None
         with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=self.jobs,
-                                                    thread_name_prefix="scingestor-send")
-            return self._executor
+            if name not in self._executors:
+                self._executors[name] = ThreadPoolExecutor(max_workers=count,
+                                                           thread_name_prefix=name)
+            return self._executors[name]
 
     def close(self) -> None:
         """Stop the threads (after the jobs in flight)."""
         with self._lock:
-            executors = (self._executor, self._parts)
-            self._executor = self._parts = None
+            executors = list(self._executors.values())
+            self._executors.clear()
         for executor in executors:
-            if executor is not None:
-                executor.shutdown(wait=True)
+            executor.shutdown(wait=True)
 
 
 class SendBatch(Generic[R]):
