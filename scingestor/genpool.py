@@ -72,11 +72,14 @@ class WorkerProcess:
     """One :mod:`scingestor.genworker` process and its two pipes."""
 
     def __init__(self, cfg: IngestorConfig, in_process: bool) -> None:
+        # the host's import path (a device server or a test may have extended sys.path)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in sys.path if path))
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "scingestor.genworker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             close_fds=True,
+            env=env,
         )
         level = logging.getLogger("scingestor").getEffectiveLevel()
         try:
