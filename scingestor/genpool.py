@@ -107,10 +107,13 @@ class WorkerProcess:
             assert self._proc.stdout is not None
             status, value, records = pickle.load(self._proc.stdout)
         except (OSError, EOFError, pickle.UnpicklingError) as exc:
-            status = self._proc.poll()
+            try:
+                code: Optional[int] = self._proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                code = None
             raise WorkerDied(
                 f"the metadata worker process {self._proc.pid} ended"
-                f" (exit status {status}): {exc or 'no answer'}") from None
+                f" (exit status {code}): {exc or 'no answer'}") from None
         for record in records:
             logging.getLogger(record.name).handle(record)
         if status != "ok":
