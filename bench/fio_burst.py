@@ -264,8 +264,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     scans = options.scans or (10 if options.quick else TARGET_SCANS)
     overrides = dict(options.overrides)
     return bench_frame(
-        FIGURES, lambda server, clock, tmp, results: bench_fio_burst(
-            scans, options.points, overrides, server, clock, tmp, results),
+        [(FIGURES, lambda server, clock, tmp, results: bench_fio_burst(
+            scans, options.points, overrides, server, clock, tmp, results))],
         prefix="scingestor-fio-", keep=options.keep,
         note=f"{scans} FIO scans of {options.points} points; configuration overrides "
              f"{overrides or 'none'}; latency 0 ms")

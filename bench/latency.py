@@ -163,7 +163,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         bench_daemon(burst, singles, latency, overrides, server, clock, tmp, results)
         bench_reingest(reingest, latency, overrides, server, clock, tmp, results)
 
-    return bench_frame(FIGURES, measure, prefix="scingestor-latency-", keep=options.keep,
+    return bench_frame([(FIGURES, measure)], prefix="scingestor-latency-", keep=options.keep,
                        note=f"latency {options.latency_ms:g} ms; max_scans_in_flight "
                             f"{options.in_flight or 'default'}")
 

@@ -146,8 +146,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sizes = options.sizes or ([1000, 5000] if options.quick else [1000, 20000, 100000])
     scans = min(options.scans, 3) if options.quick else options.scans
     return bench_frame(
-        FIGURES, lambda server, clock, tmp, results: bench_long_lists(
-            sizes, scans, server, clock, tmp, results),
+        [(FIGURES, lambda server, clock, tmp, results: bench_long_lists(
+            sizes, scans, server, clock, tmp, results))],
         prefix="scingestor-longlist-", keep=options.keep, note="")
 
 if __name__ == "__main__":

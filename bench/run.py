@@ -604,24 +604,30 @@ def bench_history(sizes: Sizes, server: DevServerHandle, tmp: str, results: Resu
 
 # --------------------------------------------------------------------------- main
 
-def bench_frame(figures: Sequence[str], measure: Callable[..., None], *, prefix: str,
+def bench_frame(groups: Sequence[Tuple[Sequence[str], Callable[..., None]]], *, prefix: str,
                 keep: bool, note: str) -> int:
     """The frame of a benchmark script: a dev server in this process and its request
-    clock, a temporary directory, ``measure(server, clock, tmp, results)`` guarded,
-    then the table. Exit status as documented in bench/README.md."""
+    clock, a temporary directory, each group's ``measure(server, clock, tmp, results)``
+    guarded for its figures, then the table. Exit status as in bench/README.md."""
     results = Results()
     tmp = tempfile.mkdtemp(prefix=prefix)
     server = start_dev_server()
     clock = RequestClock(server)
+    began = time.perf_counter()
+    ok = True
     try:
-        ok = guarded(results, figures, lambda: measure(server, clock, tmp, results))
+        progress(f"dev server {server.url}; work dir {tmp}")
+        for figures, measure in groups:
+            ok &= guarded(results, figures,
+                          lambda measure=measure: measure(server, clock, tmp, results))
     finally:
         server.close()
         if keep:
             progress(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    results.note(f"{note}{'; ' if note else ''}{os.cpu_count()} CPU(s); "
+    results.note(f"{note}{'; ' if note else ''}benchmark wall time "
+                 f"{time.perf_counter() - began:.1f} s; {os.cpu_count()} CPU(s); "
                  f"Python {sys.version.split()[0]}")
     print()
     results.print_table()
@@ -667,35 +673,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     options = parser.parse_args(argv)
     sizes = QUICK if options.quick else FULL
-    results = Results()
-    ok = False
-    tmp = tempfile.mkdtemp(prefix="scingestor-bench-")
-    server = start_dev_server()
-    clock = RequestClock(server)
-    began = time.perf_counter()
-    try:
-        progress(f"dev server {server.url}; work dir {tmp}; "
-                 f"{'quick' if options.quick else 'full'} run")
-        ok = guarded(results, (F_LATENCY, F_BURST, F_CPU, F_RSS),
-                     lambda: bench_ingestion(sizes, server, clock, tmp, results))
-        ok &= guarded(results, (F_SETTLE, F_IDLE, F_STOP, F_THREADS_FEW, F_THREADS_MANY),
-                      lambda: bench_directories(sizes, server, tmp, results))
-        ok &= guarded(results, (F_COLD, F_WARM),
-                      lambda: bench_reingest(sizes, server, clock, tmp, results))
-        ok &= guarded(results, (F_HISTORY_CPU, F_HISTORY_MEM),
-                      lambda: bench_history(sizes, server, tmp, results))
-    finally:
-        server.close()
-        if options.keep:
-            progress(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    results.note(f"benchmark wall time {time.perf_counter() - began:.1f} s; "
-                 f"{os.cpu_count()} CPU(s); Python {sys.version.split()[0]}")
-    print()
-    results.print_table()
-    return 0 if ok else 1
-
+    return bench_frame([
+        ((F_LATENCY, F_BURST, F_CPU, F_RSS),
+         lambda server, clock, tmp, results: bench_ingestion(sizes, server, clock, tmp, results)),
+        ((F_SETTLE, F_IDLE, F_STOP, F_THREADS_FEW, F_THREADS_MANY),
+         lambda server, clock, tmp, results: bench_directories(sizes, server, tmp, results)),
+        ((F_COLD, F_WARM),
+         lambda server, clock, tmp, results: bench_reingest(sizes, server, clock, tmp, results)),
+        ((F_HISTORY_CPU, F_HISTORY_MEM),
+         lambda server, clock, tmp, results: bench_history(sizes, server, tmp, results)),
+    ], prefix="scingestor-bench-", keep=options.keep,
+        note="quick run" if options.quick else "full run")
 
 if __name__ == "__main__":
     sys.exit(main())

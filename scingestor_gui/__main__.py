@@ -10,9 +10,9 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-logger = logging.getLogger(__name__)
+from scingestor_gui.startup import add_log_level, start_application
 
-_LEVELS = ("debug", "info", "warning", "error", "critical")
+logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,25 +24,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("device",
                         help="the SciCatIngestor device, e.g. p00/scicatingestor/1 or "
                              "tango://tango-host:10000/p00/scicatingestor/1")
-    parser.add_argument("--log-level", default="warning", choices=_LEVELS,
-                        help="log level of the panel and of Taurus (default: warning)")
+    add_log_level(parser, "the panel")
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Open the panel for the device given on the command line; return the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Qt and Taurus are imported only now, so that --help works without a display.
-    import taurus
-    from taurus.qt.qtgui.application import TaurusApplication
-
+    app = start_application(args.log_level, "scingestor-panel", "scingestor")
     from scingestor_gui.panel import IngestorPanel
 
-    taurus.setLogLevel(getattr(taurus, args.log_level.capitalize()))
-    app = TaurusApplication([sys.argv[0]], cmd_line_parser=None, app_name="scingestor-panel",
-                            org_name="scingestor")
     panel = IngestorPanel()
     panel.setModel(args.device)
     panel.setWindowTitle(f"SciCat ingestor - {args.device}")

@@ -19,10 +19,9 @@ import sys
 from typing import Optional, Sequence
 
 from scingestor_gui.names import APP_NAME, ORGANIZATION
+from scingestor_gui.startup import add_log_level, start_application
 
 logger = logging.getLogger(__name__)
-
-_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,25 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="device class to search for (default: SciCatIngestor)")
     parser.add_argument("--settings", default="",
                         help="settings file (INI) instead of TaurusGUI's per-user one")
-    parser.add_argument("--log-level", default="warning", choices=_LEVELS,
-                        help="log level of the GUI and of Taurus (default: warning)")
+    add_log_level(parser, "the GUI")
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run ``scingestor-gui``; return the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    import taurus
-    from taurus.qt.qtgui.application import TaurusApplication
-
+    app = start_application(args.log_level, APP_NAME, ORGANIZATION)
     from scingestor_gui.gui import IngestorGui
     from scingestor_gui.overview import find_ingestors
 
-    taurus.setLogLevel(getattr(taurus, args.log_level.capitalize()))
-    app = TaurusApplication([sys.argv[0]], cmd_line_parser=None, app_name=APP_NAME,
-                            org_name=ORGANIZATION)
     devices = list(args.devices)
     if not devices:
         try:
