@@ -262,10 +262,12 @@ class MetadataGenerator:
             tokens=self._datablock_tokens(ctx, entry))
 
     def generate_datablock(
-        self, ctx: ScanDirContext, entry: Entry, state: MeasurementState
+        self, ctx: ScanDirContext, entry: Entry, state: MeasurementState,
+        command: Optional[generators.Command] = None,
     ) -> None:
+        """Run the datablock generator (``command``: its already built command)."""
         os.makedirs(ctx.metapath, exist_ok=True)
-        self._runner.run(self.datablock_command(ctx, entry, state))
+        self._runner.run(command or self.datablock_command(ctx, entry, state))
 
     def stream_command(self, ctx: ScanDirContext, entry: Entry,
                        state: MeasurementState) -> generators.Command:

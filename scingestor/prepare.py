@@ -19,6 +19,7 @@ from typing import Container, Optional
 from .beamtime import ScanDirContext
 from .checked import Check, file_stamp, fingerprint
 from .config import IngestorConfig
+from .generators import Command
 from .listproto import Entry
 from .metadata import (
     MeasurementState,
@@ -151,8 +152,8 @@ class ScanPreparer:
         datablock_changed = False
         check = None
         if cfg.single_datablock_ingestion or not os.path.isfile(paths.datablock):
-            inputs = self._datablock_inputs(ctx, entry, state, paths.datablock)
-            gen.generate_datablock(ctx, entry, state)
+            command, inputs = self._datablock_inputs(ctx, entry, state, paths.datablock)
+            gen.generate_datablock(ctx, entry, state, command)
             datablock_changed = True
             check = (inputs, *file_stamp(paths.datablock)) if inputs else None
         attachment_changed = False
@@ -173,7 +174,7 @@ class ScanPreparer:
         """
         if not os.path.isfile(path):
             return False, None
-        inputs = self._datablock_inputs(ctx, entry, state, path)
+        _, inputs = self._datablock_inputs(ctx, entry, state, path)
         if inputs and checked == (inputs, *file_stamp(path)):
             return False, checked
         try:
@@ -190,8 +191,9 @@ class ScanPreparer:
         return changed, ((inputs, *file_stamp(path)) if inputs else None)
 
     def _datablock_inputs(self, ctx: ScanDirContext, entry: Entry, state: MeasurementState,
-                          path: str) -> str:
-        """The fingerprint of what the datablock describes ('' when it cannot be known).
+                          path: str) -> tuple[Command, str]:
+        """The datablock generator's command, and the fingerprint of what the datablock
+        describes ('' when it cannot be known).
 
         Only when both the datablock and the stream generator are the in-process
         nxsfileinfo (a program may read more than its words); see checked.py.
@@ -201,8 +203,8 @@ class ScanPreparer:
             self._stream_in_process = gen.runs_in_process(gen.stream_command(ctx, entry, state))
         command = gen.datablock_command(ctx, entry, state)
         if not (self._stream_in_process and gen.runs_in_process(command)):
-            return ""
-        return fingerprint(command.argv, exclude=(path,))
+            return command, ""
+        return command, fingerprint(command.argv, exclude=(path,))
 
     def remake_datablock(self, ctx: ScanDirContext, entry: Entry, state: MeasurementState,
                          prepared: PreparedScan) -> PreparedScan:
