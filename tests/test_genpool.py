@@ -147,9 +147,11 @@ def test_one_slot_never_starts_a_process(make_pool, beamtime_factory):
 def test_a_burst_is_generated_in_several_processes(beamtime_factory, scicat_server,
                                                    service_factory, caplog):
     f = beamtime_factory
-    names = [f"par_{index:05d}" for index in range(1, 9)]
+    names = [f"par_{index:05d}" for index in range(1, 13)]
     for name in names:
-        f.write_nexus_scan(name, png=True)
+        # a FIO scan's thumbnail is plotted (tens of ms per scan), so the metadata
+        # stages are too costly to stay in the worker thread (pipeline._start)
+        f.write_fio_scan(name, points=100)
     f.append_list(None, *names)
     caplog.set_level(logging.INFO, logger="scingestor")
     service_factory(metadata_workers=2, log_generator_commands=True)
@@ -194,7 +196,7 @@ def test_worker_processes_end_with_a_killed_daemon(beamtime_factory, scicat_serv
     f = beamtime_factory
     names = [f"orphan_{index:05d}" for index in range(1, 13)]
     for name in names:
-        f.write_nexus_scan(name, png=True)
+        f.write_fio_scan(name, points=100)  # plotted thumbnails: made in several processes
     open(f.list_path(), "a").close()
     cfg = write_config(f, scicat_server.url, metadata_workers=2)
     scicat_server.faults.set_latency(0.05)

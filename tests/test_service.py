@@ -138,6 +138,8 @@ def test_validation_error_fails_one_scan_others_continue(
     service.start()
     wait_for(lambda: f"{BT}/good_00001" in dataset_pids(scicat_server))
     wait_for(lambda: service.status().failed_count >= 1)
+    # both recorded (the good scan's record follows its datablock and thumbnail)
+    wait_for(lambda: len(f.read_ingested()) == 2)
     status = service.status()
     assert "bogus" in status.last_error
     assert status.state is State.ALARM
